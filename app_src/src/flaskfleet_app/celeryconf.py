@@ -1,0 +1,53 @@
+"""Celery configuration shared by the worker/beat app and the web app's task producer."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from celery import Celery
+
+from .config import Settings
+
+TASKS = "flaskfleet_app.tasks"
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("flaskfleet_app", set_as_current=False)
+    transport_options = {
+        "visibility_timeout": settings.visibility_timeout,
+        "socket_timeout": 5,
+        "socket_connect_timeout": 5,
+    }
+    app.conf.update(
+        broker_url=settings.broker_url,
+        result_backend=settings.result_backend,
+        broker_transport_options=transport_options,
+        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout},
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        timezone="UTC",
+        enable_utc=True,
+        # At-least-once delivery: ack after the task body ran, requeue if the worker dies.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_track_started=True,
+        task_time_limit=settings.task_time_limit,
+        task_soft_time_limit=settings.task_soft_time_limit,
+        result_expires=24 * 3600,
+        worker_send_task_events=False,
+        beat_schedule={
+            "refresh-stats": {
+                "task": f"{TASKS}.refresh_stats",
+                "schedule": settings.beat_interval,
+                # Evaluated in the process that loads the schedule: beat's own host.
+                "kwargs": {"scheduled_by": f"{socket.gethostname()}:{os.getpid()}"},
+                "options": {"expires": max(1.0, settings.beat_interval)},
+            }
+        },
+    )
+    return app
+
