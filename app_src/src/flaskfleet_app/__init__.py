@@ -63,6 +63,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(views.bp)
 
+    @app.context_processor
+    def _template_globals():
+        return {"config_instance": settings.instance, "release": settings.release}
+
     @app.after_request
     def _served_by(response):
         response.headers["X-Served-By"] = settings.instance

@@ -50,4 +50,3 @@ def make_celery(settings: Settings) -> Celery:
         },
     )
     return app
-

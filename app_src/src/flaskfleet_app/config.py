@@ -25,9 +25,7 @@ class ConfigError(Exception):
 
     def __init__(self, problems: list[str]):
         self.problems = problems
-        super().__init__(
-            "invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems)
-        )
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 @dataclass(frozen=True)
@@ -261,9 +259,7 @@ class _Parser:
             self.problems.append(f"{name} is malformed: {expected}")
             return False
         if parsed.get_backend_name() != "postgresql":
-            self.problems.append(
-                f"{name} uses backend {parsed.get_backend_name()!r}: {expected}"
-            )
+            self.problems.append(f"{name} uses backend {parsed.get_backend_name()!r}: {expected}")
             return False
         if parsed.get_driver_name() not in ("psycopg",):
             self.problems.append(

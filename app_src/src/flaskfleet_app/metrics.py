@@ -32,9 +32,7 @@ LATENCY = Histogram(
     LABELS,
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
-CACHE_RESULTS = Counter(
-    "flaskfleet_cache_requests_total", "Cache lookups by result.", ("result",)
-)
+CACHE_RESULTS = Counter("flaskfleet_cache_requests_total", "Cache lookups by result.", ("result",))
 DB_READS = Counter(
     "flaskfleet_db_reads_total", "Reads by the database that served them.", ("target",)
 )

@@ -125,9 +125,7 @@ class JobExecution(Base):
     hostname: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int] = mapped_column(Integer)
     seconds: Mapped[float] = mapped_column()
-    started_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
@@ -137,9 +135,7 @@ class JobEffect(Base):
     __tablename__ = "job_effects"
 
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
-    applied_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
+    applied_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     hostname: Mapped[str] = mapped_column(String(255))
     execution_id: Mapped[int] = mapped_column(BigInteger)
 
