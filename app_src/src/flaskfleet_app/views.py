@@ -11,10 +11,10 @@ from .service import ValidationError
 bp = Blueprint("views", __name__)
 
 
-def _page(template: str, cache_status: str, served: str, status: int = 200, **context):
+def _page(template: str, cache_status: str, db_label: str, status: int = 200, **context):
     response = make_response(render_template(template, **context), status)
     response.headers["X-Cache"] = cache_status
-    response.headers["X-DB"] = served
+    response.headers["X-DB"] = db_label
     return response
 
 
