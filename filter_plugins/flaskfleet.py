@@ -29,7 +29,7 @@ def _is_ip(value) -> bool:
 
 def flaskfleet_address(host: str, hostvars) -> str:
     """The address peers use to reach ``host`` on the private network."""
-    hv = hostvars[host] if host in hostvars else {}
+    hv = hostvars[host] if host in hostvars else {}  # noqa: SIM401 - HostVars has no .get()
     private_ip = hv.get("private_ip")
     if private_ip:
         if not _is_ip(private_ip):
@@ -78,7 +78,7 @@ def flaskfleet_upstream(hosts, hostvars, default_instances: int = 2, base_port: 
     """
     servers = []
     for host in hosts or []:
-        hv = hostvars[host] if host in hostvars else {}
+        hv = hostvars[host] if host in hostvars else {}  # noqa: SIM401 - HostVars has no .get()  # noqa: SIM401 - HostVars has no .get()
         count = int(hv.get("gunicorn_instances", default_instances))
         port0 = int(hv.get("gunicorn_base_port", base_port))
         if count < 1:
@@ -97,7 +97,9 @@ def flaskfleet_upstream(hosts, hostvars, default_instances: int = 2, base_port: 
     return servers
 
 
-def flaskfleet_postgres_url(address: str, user: str, password: str, dbname: str, port: int = 5432) -> str:
+def flaskfleet_postgres_url(
+    address: str, user: str, password: str, dbname: str, port: int = 5432
+) -> str:
     """A SQLAlchemy URL (psycopg 3 driver) with credentials quoted."""
     return (
         f"postgresql+psycopg://{quote(str(user), safe='')}:{quote(str(password), safe='')}"
@@ -113,6 +115,7 @@ def flaskfleet_redis_url(address: str, password: str, port: int, db: int = 0) ->
 class FilterModule:
     def filters(self):
         return {
+            "flaskfleet_is_ip": _is_ip,
             "flaskfleet_address": flaskfleet_address,
             "flaskfleet_addresses": flaskfleet_addresses,
             "flaskfleet_slot_name": flaskfleet_slot_name,

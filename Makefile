@@ -1,0 +1,89 @@
+# flaskfleet — the two commands: `make up` (a local lab running the whole
+# stack) and `make test` (lint, the app's tests, every molecule scenario).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PYTHON ?= python3
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# Scenarios `make molecule` runs (all of molecule/*/ by default) and how many at once.
+SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+MOLECULE_JOBS ?= 2
+LAB_URL := http://127.0.0.1:8080/
+
+.PHONY: help deps image up down scale-out scale-in test lint unit-test app-test molecule converge-time clean
+
+help:
+	@echo "make up        build what is needed, start the lab, run site.yml, print the URL"
+	@echo "make test      lint + app tests + every molecule scenario"
+	@echo "make down      remove the lab containers and network (keeps the image)"
+	@echo "make scale-out add app3 to the lab and converge it (scale-in reverses it)"
+	@echo "make deps | image | lint | unit-test | app-test | molecule SCENARIOS='redis nginx'"
+
+# The controller toolchain, pinned (requirements-dev.txt); collections come with
+# the `ansible` package and requirements.yml is checked against them offline.
+deps: $(VENV)/.deps-stamp
+$(VENV)/.deps-stamp: requirements-dev.txt requirements.yml
+	@tools/require_root.sh
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; }
+	@test -x $(VENV)/bin/pip || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	@command -v ssh-keygen >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-client >/dev/null; }
+	cd /tmp && $(CURDIR)/$(VENV)/bin/ansible-galaxy collection install -r $(CURDIR)/requirements.yml
+	@touch $@
+
+# Debian 12 systemd base image for lab hosts and molecule platforms
+# (installs docker.io/debootstrap and starts dockerd when missing).
+image:
+	@tools/require_root.sh
+	tools/image/build.sh
+
+up: deps image
+	python tools/lab.py up
+	ansible-playbook site.yml
+	@echo
+	@echo "flaskfleet is up: $(LAB_URL)  (HTTPS: https://127.0.0.1:8443/, self-signed)"
+
+down: deps
+	@tools/require_root.sh
+	@if docker info >/dev/null 2>&1; then python tools/lab.py down; fi
+	@rm -f inventory/lab/90-scale-out.yml
+
+# Scale out the lab by one app server, the way a user scales out real hosts:
+# add it to the inventory, then converge it and the hosts that must learn about it.
+scale-out: deps image
+	cp tools/lab-scale-out.yml inventory/lab/90-scale-out.yml
+	python tools/lab.py up app3
+	ansible-playbook site.yml --limit app3,loadbalancers,postgres_primary
+	@echo "app3 is serving behind $(LAB_URL)"
+
+scale-in: deps
+	ansible-playbook playbooks/retire_appserver.yml -e retire=app3
+	rm -f inventory/lab/90-scale-out.yml
+	ansible-playbook site.yml --limit loadbalancers,postgres_primary
+	python tools/lab.py down app3
+
+test: lint unit-test app-test molecule
+
+lint: deps
+	yamllint -s .
+	ansible-lint
+	ruff check tools filter_plugins tests molecule app_src
+	ruff format --check tools filter_plugins tests molecule app_src
+
+unit-test: deps
+	pytest -q tests
+
+app-test:
+	@tools/require_root.sh
+	bash app_src/scripts/install-test-deps.sh
+	bash app_src/scripts/run-tests.sh
+
+molecule: deps image
+	tools/run_scenarios.sh $(MOLECULE_JOBS) $(SCENARIOS)
+
+clean: down
+	rm -rf $(VENV) .cache

@@ -1,0 +1,80 @@
+"""The peer wiring filters: what every tier's configuration is derived from."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "filter_plugins"))
+
+import flaskfleet as ff  # noqa: E402 - the plugin folder is not a package
+
+HOSTVARS = {
+    "app1": {"private_ip": "10.0.0.21"},
+    "app2": {"private_ip": "10.0.0.22", "gunicorn_instances": 3},
+    "app3": {"ansible_facts": {"default_ipv4": {"address": "10.0.0.23"}}},
+    "app4": {"ansible_host": "10.0.0.24"},
+    "lonely": {"ansible_host": "lonely.example.org"},
+    "loop": {"ansible_host": "127.0.0.1"},
+    "bad": {"private_ip": "not-an-ip"},
+    "drained": {"private_ip": "10.0.0.25", "flaskfleet_drain": True},
+}
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [("app1", "10.0.0.21"), ("app3", "10.0.0.23"), ("app4", "10.0.0.24")],
+)
+def test_address_prefers_private_ip_then_facts_then_ip_host(host, expected):
+    assert ff.flaskfleet_address(host, HOSTVARS) == expected
+
+
+@pytest.mark.parametrize("host", ["lonely", "loop", "missing"])
+def test_address_unknown_names_the_fix(host):
+    with pytest.raises(ff.AnsibleFilterError, match="private_ip"):
+        ff.flaskfleet_address(host, HOSTVARS)
+
+
+def test_address_rejects_malformed_private_ip():
+    with pytest.raises(ff.AnsibleFilterError, match="not an IP address"):
+        ff.flaskfleet_address("bad", HOSTVARS)
+
+
+def test_addresses_keep_order_and_drop_duplicates():
+    assert ff.flaskfleet_addresses(["app2", "app1", "app2"], HOSTVARS) == ["10.0.0.22", "10.0.0.21"]
+
+
+def test_upstream_lists_every_instance_of_every_app_server():
+    servers = ff.flaskfleet_upstream(["app1", "app2", "drained"], HOSTVARS, 2, 8001)
+    assert [(s["address"], s["port"]) for s in servers] == [
+        ("10.0.0.21", 8001),
+        ("10.0.0.21", 8002),
+        ("10.0.0.22", 8001),
+        ("10.0.0.22", 8002),
+        ("10.0.0.22", 8003),
+        ("10.0.0.25", 8001),
+        ("10.0.0.25", 8002),
+    ]
+    assert [s["down"] for s in servers if s["host"] == "drained"] == [True, True]
+    assert not any(s["down"] for s in servers if s["host"] != "drained")
+
+
+def test_upstream_adding_a_host_adds_its_instances():
+    before = ff.flaskfleet_upstream(["app1"], HOSTVARS)
+    after = ff.flaskfleet_upstream(["app1", "app3"], HOSTVARS)
+    assert after[: len(before)] == before
+    assert {s["address"] for s in after[len(before) :]} == {"10.0.0.23"}
+
+
+@pytest.mark.parametrize(
+    ("host", "slot"),
+    [("db2", "db2"), ("DB-Replica.3", "db_replica_3"), ("9db", "r_9db")],
+)
+def test_slot_names_are_valid_postgres_identifiers(host, slot):
+    assert ff.flaskfleet_slot_name(host) == slot
+
+
+def test_urls_quote_credentials():
+    url = ff.flaskfleet_postgres_url("10.0.0.5", "app", "p@ss/w:rd", "flaskfleet")
+    assert url == "postgresql+psycopg://app:p%40ss%2Fw%3Ard@10.0.0.5:5432/flaskfleet"
+    assert ff.flaskfleet_redis_url("10.0.0.6", "a b", 6380) == "redis://:a%20b@10.0.0.6:6380/0"

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Run molecule scenarios, JOBS at a time, each into its own log; print a
+# summary and the tail of every failed log. Exit non-zero if any failed.
+set -uo pipefail
+jobs="$1"; shift
+logdir="${MOLECULE_LOG_DIR:-.cache/molecule-logs}"
+mkdir -p "$logdir"
+
+run_one() {
+  local s="$1" log="$logdir/$1.log" start end rc
+  start=$(date +%s)
+  molecule test -s "$s" >"$log" 2>&1
+  rc=$?
+  end=$(date +%s)
+  echo "$s $rc $((end - start))" >>"$logdir/results"
+  if [ "$rc" -eq 0 ]; then
+    echo "molecule: $s passed in $((end - start))s"
+  else
+    echo "molecule: $s FAILED (rc=$rc) in $((end - start))s; log: $log"
+  fi
+}
+export -f run_one
+export logdir
+rm -f "$logdir/results"
+
+# The cluster scenario is the longest; start it first.
+ordered=()
+for s in "$@"; do [ "$s" = cluster ] && ordered+=("$s"); done
+for s in "$@"; do [ "$s" != cluster ] && ordered+=("$s"); done
+printf '%s\n' "${ordered[@]}" | xargs -P "$jobs" -I{} bash -c 'run_one "$@"' _ {}
+
+failed=0 passed=0
+while read -r s rc secs; do
+  if [ "$rc" -eq 0 ]; then passed=$((passed + 1)); else
+    failed=$((failed + 1))
+    echo "=================== $s (last 80 lines of $logdir/$s.log)"
+    tail -n 80 "$logdir/$s.log"
+  fi
+done <"$logdir/results"
+echo "molecule: $passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -eq "$#" ]
