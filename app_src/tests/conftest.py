@@ -91,11 +91,11 @@ def truncate(url: str) -> None:
 
 
 @pytest.fixture
-def clean(migrated, primary_url, replica_url, cache_server, broker_server):
+def clean(migrated, primary_url, replica_url, cache_server):
+    # The broker is left alone: a running worker keeps its queue bindings there.
     truncate(primary_url)
     truncate(replica_url)
     cache_server.client().flushall()
-    broker_server.client().flushall()
 
 
 @pytest.fixture
@@ -124,7 +124,7 @@ def client(app):
     return app.test_client()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def cli_env(base_env) -> Callable[..., dict[str, str]]:
     """An environment for subprocesses: only what we set, plus PATH."""
 

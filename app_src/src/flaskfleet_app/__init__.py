@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings=settings,
         db=Database(settings),
         cache=SafeCache(app, settings),
-        celery=make_celery(settings),
+        celery=make_celery(settings, producer=True),
     )
     app.extensions["flaskfleet"] = state
 

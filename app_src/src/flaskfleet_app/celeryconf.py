@@ -12,16 +12,26 @@ from .config import Settings
 TASKS = "flaskfleet_app.tasks"
 
 
-def make_celery(settings: Settings) -> Celery:
+def make_celery(settings: Settings, producer: bool = False) -> Celery:
+    """The Celery app for the worker/beat, or (producer=True) for the web app, which only
+    sends tasks by name and keeps job state in the database, so it needs no result backend
+    (a down result store must not hold a request)."""
     app = Celery("flaskfleet_app", set_as_current=False)
     transport_options = {
+        # A message taken by a worker that died (kill -9, OOM, power loss) goes back to the
+        # queue once it has been unacked for visibility_timeout seconds. kombu sweeps for
+        # such messages at worker start and then every interval*throttle seconds (100 s by
+        # default): sweep every visibility_timeout/4 seconds (1..60 s) instead.
         "visibility_timeout": settings.visibility_timeout,
+        "unacked_restore_interval": max(1, min(60, settings.visibility_timeout // 4)),
+        "unacked_restore_throttle": 1,
         "socket_timeout": 5,
         "socket_connect_timeout": 5,
     }
     app.conf.update(
         broker_url=settings.broker_url,
-        result_backend=settings.result_backend,
+        result_backend=None if producer else settings.result_backend,
+        broker_connection_timeout=2 if producer else 4,
         broker_transport_options=transport_options,
         result_backend_transport_options={"visibility_timeout": settings.visibility_timeout},
         broker_connection_retry_on_startup=True,

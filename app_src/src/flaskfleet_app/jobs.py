@@ -105,15 +105,16 @@ def slow_count(db: Database, key: str, seconds: float) -> dict:
     while (left := deadline - time.monotonic()) > 0:
         time.sleep(min(left, 0.1))
     with db.write() as session:
-        applied = session.execute(
+        applied = session.scalar(
             insert(JobEffect)
             .values(key=key, hostname=hostname(), execution_id=execution_id)
             .on_conflict_do_nothing(index_elements=["key"])
-        ).rowcount
+            .returning(JobEffect.key)
+        )
         session.execute(
             update(JobExecution).where(JobExecution.id == execution_id).values(finished_at=now())
         )
-    return {"key": key, "execution_id": execution_id, "applied": bool(applied)}
+    return {"key": key, "execution_id": execution_id, "applied": applied is not None}
 
 
 def job_status(db: Database, key: str) -> dict:
