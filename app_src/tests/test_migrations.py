@@ -1,8 +1,7 @@
 """`flaskfleet-app migrate` runs the packaged Alembic migrations; running it again is a no-op."""
 
-from sqlalchemy import create_engine, inspect, text
-
 from servers import run, venv_bin
+from sqlalchemy import create_engine, inspect, text
 
 EXPECTED = {
     "alembic_version",

@@ -6,9 +6,8 @@ primary's, so every read shows which one served it."""
 
 import time
 
-from sqlalchemy import create_engine, text
-
 from servers import closed_port
+from sqlalchemy import create_engine, text
 
 
 def seed_replica(replica_url, title="only on the replica"):
