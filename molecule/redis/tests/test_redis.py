@@ -237,3 +237,23 @@ def test_transparent_huge_pages_off_where_the_host_allows(host):
         # rather than install a unit that cannot work.
         assert not host.file("/etc/systemd/system/disable-thp.service").exists
     assert host.run("systemctl is-failed --quiet disable-thp.service").rc != 0
+
+
+@pytest.mark.parametrize("name", INSTANCES)
+@pytest.mark.parametrize("suffix", ["conf", "auth.conf"])
+def test_configuration_is_hidden_from_other_users(host, name, suffix):
+    path = f"/etc/redis/redis-{name}.{suffix}"
+    assert host.run("test -s %s", path).rc == 0
+    peek = host.run("runuser -u nobody -- cat %s", path)
+    assert peek.rc != 0
+    assert "Permission denied" in peek.stderr
+
+
+def test_daemon_cannot_rewrite_its_own_configuration(host, hostvars):
+    # CONFIG is still allowed on the cache, but the unit keeps /etc/redis
+    # read-only for the daemon: the password and bind cannot be changed from a
+    # client connection.
+    before = host.file("/etc/redis/redis-cache.conf").md5sum
+    out = cli(host, hostvars, "cache", "CONFIG", "REWRITE")
+    assert out.stdout.startswith("ERR"), out.stdout
+    assert host.file("/etc/redis/redis-cache.conf").md5sum == before
