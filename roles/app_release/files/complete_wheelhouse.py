@@ -57,8 +57,15 @@ def main() -> int:
     glibc_major, glibc_minor = (int(x) for x in args.glibc.split(".")[:2])
     platforms = [f"manylinux_{glibc_major}_{m}_{args.machine}" for m in range(glibc_minor, 16, -1)]
     platforms += [f"manylinux2014_{args.machine}", f"linux_{args.machine}"]
-    pip_target = ["--python-version", f"{major}.{minor}", "--implementation", "cp",
-                  "--abi", f"cp{major}{minor}", "--only-binary=:all:"]
+    pip_target = [
+        "--python-version",
+        f"{major}.{minor}",
+        "--implementation",
+        "cp",
+        "--abi",
+        f"cp{major}{minor}",
+        "--only-binary=:all:",
+    ]
     for platform in platforms:
         pip_target += ["--platform", platform]
 
@@ -95,8 +102,18 @@ def main() -> int:
             return 0
         for req in missing:
             spec = f"{req.name}{req.specifier}"
-            cmd = [args.python, "-m", "pip", "download", "--disable-pip-version-check", "--no-deps",
-                   "--dest", str(args.wheelhouse), *pip_target, spec]
+            cmd = [
+                args.python,
+                "-m",
+                "pip",
+                "download",
+                "--disable-pip-version-check",
+                "--no-deps",
+                "--dest",
+                str(args.wheelhouse),
+                *pip_target,
+                spec,
+            ]
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
             added.append(spec)
     print("wheelhouse: dependency closure did not converge", file=sys.stderr)
