@@ -112,10 +112,30 @@ def flaskfleet_redis_url(address: str, password: str, port: int, db: int = 0) ->
     return f"redis://:{quote(str(password), safe='')}@{address}:{int(port)}/{int(db)}"
 
 
+def flaskfleet_spec_without_defaults(options: dict) -> dict:
+    """A role's argument_spec options with every ``default`` removed (recursively).
+
+    The preflight validates only what the inventory sets; role defaults may be
+    templates that make sense inside the role, not on the controller.
+    """
+
+    def strip(opts: dict) -> dict:
+        out = {}
+        for name, spec in (opts or {}).items():
+            spec = {k: v for k, v in dict(spec).items() if k != "default"}
+            if "options" in spec:
+                spec["options"] = strip(spec["options"])
+            out[name] = spec
+        return out
+
+    return strip(options)
+
+
 class FilterModule:
     def filters(self):
         return {
             "flaskfleet_is_ip": _is_ip,
+            "flaskfleet_spec_without_defaults": flaskfleet_spec_without_defaults,
             "flaskfleet_address": flaskfleet_address,
             "flaskfleet_addresses": flaskfleet_addresses,
             "flaskfleet_slot_name": flaskfleet_slot_name,

@@ -78,3 +78,14 @@ def test_urls_quote_credentials():
     url = ff.flaskfleet_postgres_url("10.0.0.5", "app", "p@ss/w:rd", "flaskfleet")
     assert url == "postgresql+psycopg://app:p%40ss%2Fw%3Ard@10.0.0.5:5432/flaskfleet"
     assert ff.flaskfleet_redis_url("10.0.0.6", "a b", 6380) == "redis://:a%20b@10.0.0.6:6380/0"
+
+
+def test_spec_without_defaults_strips_nested_defaults():
+    spec = {
+        "a": {"type": "int", "default": 1},
+        "b": {"type": "list", "elements": "dict", "default": [], "options": {"c": {"default": "x"}}},
+    }
+    assert ff.flaskfleet_spec_without_defaults(spec) == {
+        "a": {"type": "int"},
+        "b": {"type": "list", "elements": "dict", "options": {"c": {}}},
+    }
