@@ -93,6 +93,11 @@ class Load:
         _, method, path = self.choices[n % len(self.choices)]
         body = None
         headers = {"Accept": "application/json"}
+        if not self.args.keepalive:
+            # A fresh connection per request: a reload of nginx closes idle
+            # keep-alive connections, and a client racing that close would see
+            # an error that says nothing about the service (browsers retry it).
+            headers["Connection"] = "close"
         if "{id}" in path:
             with self.lock:
                 ident = random.choice(self.ids) if self.ids else None
@@ -123,7 +128,7 @@ class Load:
                 self.record(
                     f"http_{resp.status}", latency, instance, f"{method} {path} -> {resp.status}"
                 )
-            if resp.getheader("Connection", "").lower() == "close":
+            if not self.args.keepalive or resp.getheader("Connection", "").lower() == "close":
                 conn.close()
         except TimeoutError:
             self.record("timeout", time.monotonic() - start, None, f"{method} {path}: timeout")
@@ -196,6 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stop-file", help="stop early once this file exists")
     p.add_argument("--report", help="also write the JSON report to this file")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--keepalive",
+        action="store_true",
+        help="reuse connections (default: one connection per request)",
+    )
     args = p.parse_args(argv)
     if args.duration > 3600 or args.max_requests > 1_000_000:
         p.error("bounded by design: --duration <= 3600, --max-requests <= 1000000")
