@@ -83,7 +83,12 @@ def test_urls_quote_credentials():
 def test_spec_without_defaults_strips_nested_defaults():
     spec = {
         "a": {"type": "int", "default": 1},
-        "b": {"type": "list", "elements": "dict", "default": [], "options": {"c": {"default": "x"}}},
+        "b": {
+            "type": "list",
+            "elements": "dict",
+            "default": [],
+            "options": {"c": {"default": "x"}},
+        },
     }
     assert ff.flaskfleet_spec_without_defaults(spec) == {
         "a": {"type": "int"},

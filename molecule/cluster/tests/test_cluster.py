@@ -1,0 +1,125 @@
+"""The whole stack, end to end, through the load balancer's published port.
+
+HTTP requests go from the controller to 127.0.0.1:18080 (the load balancer's
+port 80, published by molecule.yml); host checks run on the lab containers.
+"""
+
+import json
+import os
+import time
+
+import pytest
+import requests
+import testinfra
+import testinfra.utils.ansible_runner
+
+LB = "http://127.0.0.1:18080"
+INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
+
+
+def hosts_in(group):
+    """Inventory hosts of a group, as Ansible resolves them."""
+    return sorted(testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts(group))
+
+
+def remote(name):
+    return testinfra.get_host(f"ansible://{name}", ansible_inventory=INVENTORY)
+
+
+def instances():
+    """Every gunicorn instance of every app server, as X-Served-By reports it."""
+    result = set()
+    for name in hosts_in("appservers"):
+        h = remote(name)
+        hv = h.ansible.get_variables()
+        count = int(hv.get("flaskfleet_gunicorn_instances", 2))
+        base = int(hv.get("flaskfleet_gunicorn_base_port", 8001))
+        hostname = h.check_output("hostname")
+        result |= {f"{hostname}:{base + i}" for i in range(count)}
+    return result
+
+
+def poll(fn, timeout=30.0, interval=0.5):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    return last
+
+
+def test_every_instance_of_every_app_server_takes_traffic():
+    expected = instances()
+    assert len(expected) >= 4
+    seen = set()
+    for _ in range(40 * len(expected)):
+        r = requests.get(f"{LB}/healthz", timeout=5)
+        assert r.status_code == 200
+        seen.add(r.headers["X-Served-By"])
+        if seen >= expected:
+            break
+    assert seen == expected
+
+
+def test_write_through_lb_then_read_from_replica_with_cache():
+    title = f"cluster-{time.time()}"
+    created = requests.post(
+        f"{LB}/api/articles",
+        json={"title": title, "body": "written through the load balancer", "author": "molecule"},
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    article_id = created.json()["id"]
+
+    # A fresh client (no read-your-writes cookie) reads from a replica once the
+    # row has streamed there.
+    def read_from_replica():
+        r = requests.get(f"{LB}/api/articles/{article_id}", timeout=5)
+        return r if r.status_code == 200 and r.headers.get("X-DB") == "replica" else None
+
+    first = poll(read_from_replica)
+    assert first is not None, "the article never became readable from a replica"
+    assert first.json()["title"] == title
+    again = requests.get(f"{LB}/api/articles/{article_id}", timeout=5)
+    assert again.status_code == 200
+    assert again.headers.get("X-Cache") == "HIT"
+
+
+def test_background_job_runs_to_completion():
+    started = requests.post(f"{LB}/api/reports", json={}, timeout=10)
+    assert started.status_code == 202, started.text
+    report_id = started.json()["id"]
+
+    def done():
+        r = requests.get(f"{LB}/api/reports/{report_id}", timeout=5)
+        body = r.json()
+        return body if body.get("status") in ("success", "failure") else None
+
+    body = poll(done, timeout=60)
+    assert body is not None, "the report job did not finish within 60 s"
+    assert body["status"] == "success", json.dumps(body)
+
+
+@pytest.mark.parametrize("name", hosts_in("appservers"))
+def test_readyz_green_on_every_instance(name):
+    h = remote(name)
+    hv = h.ansible.get_variables()
+    base = int(hv.get("flaskfleet_gunicorn_base_port", 8001))
+    for i in range(int(hv.get("flaskfleet_gunicorn_instances", 2))):
+        url = f"http://127.0.0.1:{base + i}/readyz"
+        out = h.run(f"curl -s -o /dev/stdout -w '%{{http_code}}' {url}")
+        assert out.stdout.endswith("200"), out.stdout
+
+
+def test_lb_answers_tls_with_its_certificate():
+    r = requests.get("https://127.0.0.1:18443/healthz", timeout=5, verify=False)
+    assert r.status_code == 200
+
+
+def test_beat_runs_on_exactly_one_worker():
+    running = [
+        name for name in hosts_in("workers") if remote(name).service("celery-beat").is_running
+    ]
+    assert len(running) == 1
