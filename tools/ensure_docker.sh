@@ -18,6 +18,19 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" iptables >/dev/null
 fi
 
+# Every lab host runs its own systemd, which takes several inotify instances;
+# the kernel default (128 per user) runs out at about a dozen hosts, and a host
+# whose systemd cannot start exits at once. Raise the limits if they are lower.
+raise_sysctl() {
+  local key="$1" want="$2" have
+  have="$(sysctl -n "$key" 2>/dev/null || echo 0)"
+  if [ "$have" -lt "$want" ]; then
+    sysctl -qw "$key=$want" || echo "flaskfleet: could not raise $key to $want (have $have)" >&2
+  fi
+}
+raise_sysctl fs.inotify.max_user_instances 8192
+raise_sysctl fs.inotify.max_user_watches 524288
+
 if docker info >/dev/null 2>&1; then
   exit 0
 fi
