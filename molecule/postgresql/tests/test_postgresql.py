@@ -1,0 +1,219 @@
+"""What the application and the operators rely on from the PostgreSQL tier.
+
+The tests run twice: after converge (primary ff-postgresql-p, replicas r1 and r2) and
+after side_effect.yml (r1 promoted, r2 re-synced from it, p fenced). side_effect.yml
+records the topology it leaves in the ephemeral directory; without it the topology is
+the inventory's.
+"""
+
+import functools
+import json
+import os
+import time
+import uuid
+
+import pytest
+import testinfra
+
+INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+TOPOLOGY_FILE = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "postgres_topology.json")
+HOSTS = ["ff-postgresql-p", "ff-postgresql-r1", "ff-postgresql-r2"]
+# The host that acts as an application client (postgresql_app_extra_client_addresses).
+APP_CLIENT = "ff-postgresql-r2"
+SERVICE = "postgresql@15-main"
+
+if os.path.exists(TOPOLOGY_FILE):
+    with open(TOPOLOGY_FILE, encoding="utf-8") as fh:
+        TOPOLOGY = json.load(fh)
+else:
+    TOPOLOGY = {
+        "primary": "ff-postgresql-p",
+        "replicas": ["ff-postgresql-r1", "ff-postgresql-r2"],
+        "fenced": [],
+    }
+PRIMARY = TOPOLOGY["primary"]
+REPLICAS = TOPOLOGY["replicas"]
+FENCED = TOPOLOGY["fenced"]
+RUNNING = [PRIMARY, *REPLICAS]
+
+PSQL = "runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1"
+
+
+def _host(name):
+    # Commands go through `docker exec` (the platforms are containers named after the
+    # hosts): an order of magnitude faster than one ansible run per command.
+    return testinfra.get_host(f"docker://{name}")
+
+
+def _ansible(name):
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
+
+
+def _vars(name):
+    return _ansible(name).ansible.get_variables()
+
+
+@functools.cache
+def _secret(name, var):
+    """A variable templated by Ansible (the passwords come from a lookup)."""
+    return _ansible(name).ansible("ansible.builtin.debug", f"var={var}", check=False)[var]
+
+
+def _sql(name, query, db="postgres"):
+    """Run a query as the postgres superuser over the local socket; return stripped stdout."""
+    out = _host(name).run(f"{PSQL} -d %s -c %s", db, query)
+    assert out.rc == 0, f"{name}: {query}: {out.stderr}\n" + _journal(name)
+    return out.stdout.strip()
+
+
+def _journal(name):
+    return _host(name).run(f"journalctl -u {SERVICE} --no-pager -n 30").stdout
+
+
+def _app_login(client, target_address, password, query="SELECT current_user"):
+    """Log in as the application role from `client` to `target_address` over TCP."""
+    v = _vars(PRIMARY)
+    env = f"PGPASSWORD={password} " if password is not None else "PGPASSFILE=/dev/null "
+    return _host(client).run(
+        env + "psql -XAtw -h %s -p %s -U %s -d %s -c %s",
+        target_address,
+        str(v.get("postgresql_port", 5432)),
+        v["flaskfleet_db_user"],
+        v["flaskfleet_db_name"],
+        query,
+    )
+
+
+def test_topology_is_the_expected_one():
+    assert _sql(PRIMARY, "SELECT pg_is_in_recovery()") == "f"
+    for name in REPLICAS:
+        assert _sql(name, "SELECT pg_is_in_recovery()") == "t", name
+
+
+@pytest.mark.parametrize("replica", REPLICAS)
+def test_row_written_on_primary_is_read_on_replica(replica):
+    db = _vars(PRIMARY)["flaskfleet_db_name"]
+    token = uuid.uuid4().hex
+    _sql(PRIMARY, "CREATE TABLE IF NOT EXISTS replication_probe (token text PRIMARY KEY)", db)
+    _sql(PRIMARY, f"INSERT INTO replication_probe VALUES ('{token}')", db)
+    seen = ""
+    for _ in range(30):  # bounded poll: up to ~15 s
+        seen = _sql(replica, f"SELECT count(*) FROM replication_probe WHERE token = '{token}'", db)
+        if seen == "1":
+            break
+        time.sleep(0.5)
+    assert seen == "1", f"row {token} not replicated to {replica}\n" + _journal(replica)
+
+
+@pytest.mark.parametrize("replica", REPLICAS)
+def test_replica_streams_through_its_slot(replica):
+    rows = _sql(
+        PRIMARY,
+        "SELECT s.slot_name || ' ' || r.state || ' ' || host(r.client_addr) "
+        "FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid",
+    ).splitlines()
+    slot = replica.replace("-", "_")
+    assert f"{slot} streaming {_vars(replica)['private_ip']}" in rows, rows
+
+
+@pytest.mark.parametrize("replica", REPLICAS)
+def test_replica_refuses_writes(replica):
+    db = _vars(replica)["flaskfleet_db_name"]
+    out = _host(replica).run(f"{PSQL} -d %s -c %s", db, "CREATE TABLE must_fail (id int)")
+    assert out.rc != 0
+    assert "read-only transaction" in out.stderr
+
+
+def test_app_logs_in_from_an_allowed_address():
+    v = _vars(PRIMARY)
+    out = _app_login(APP_CLIENT, v["private_ip"], _secret(PRIMARY, "flaskfleet_db_password"))
+    assert out.rc == 0, out.stderr
+    assert out.stdout.strip() == v["flaskfleet_db_user"]
+
+
+def test_app_owns_its_database_and_can_write():
+    v = _vars(PRIMARY)
+    out = _app_login(
+        APP_CLIENT,
+        v["private_ip"],
+        _secret(PRIMARY, "flaskfleet_db_password"),
+        "CREATE TABLE IF NOT EXISTS app_probe (id int); INSERT INTO app_probe VALUES (1); "
+        "SELECT 'ok'",
+    )
+    assert out.rc == 0, out.stderr
+    assert out.stdout.strip().endswith("ok")
+
+
+@pytest.mark.parametrize(
+    ("case", "expected_error"),
+    [
+        ("from_a_host_not_allowed", "no pg_hba.conf entry"),
+        ("without_password", "no password supplied"),
+        ("with_a_wrong_password", "password authentication failed"),
+    ],
+)
+def test_app_login_is_refused(case, expected_error):
+    v = _vars(PRIMARY)
+    # A cluster member that is neither the primary nor the app client: allowed to
+    # replicate, not to log in to the application database.
+    outsider = next(h for h in HOSTS if h not in (PRIMARY, APP_CLIENT))
+    client, password = {
+        "from_a_host_not_allowed": (outsider, _secret(PRIMARY, "flaskfleet_db_password")),
+        "without_password": (APP_CLIENT, None),
+        "with_a_wrong_password": (APP_CLIENT, "not-the-password"),
+    }[case]
+    out = _app_login(client, v["private_ip"], password)
+    assert out.rc != 0
+    assert expected_error in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("name", HOSTS)
+def test_listens_only_where_configured(name):
+    host = _host(name)
+    port = str(_vars(name).get("postgresql_port", 5432))
+    out = host.run(f"ss -ltnH 'sport = :{port}'")
+    assert out.rc == 0, out.stderr
+    addresses = {line.split()[3].rsplit(":", 1)[0].strip("[]") for line in out.stdout.splitlines()}
+    if name in FENCED:
+        assert addresses == set(), f"fenced {name} listens on {addresses}"
+        return
+    private_ip = _vars(name)["private_ip"]
+    assert private_ip in addresses
+    assert "127.0.0.1" in addresses
+    assert addresses <= {private_ip, "127.0.0.1", "::1"}, addresses
+
+
+@pytest.mark.parametrize("name", RUNNING)
+def test_settings_in_force(name):
+    assert _sql(name, "SHOW password_encryption") == "scram-sha-256"
+    assert _sql(name, "SHOW wal_level") == "replica"
+    assert _sql(name, "SHOW hot_standby_feedback") == "on"
+    assert _sql(name, "SHOW max_slot_wal_keep_size") != "-1"
+    # postgresql_memory_mb: 1024 in the scenario: 25% and 75% of it.
+    assert _sql(name, "SHOW shared_buffers") == "256MB"
+    assert _sql(name, "SHOW effective_cache_size") == "768MB"
+
+
+@pytest.mark.parametrize("name", REPLICAS)
+def test_replication_password_never_shows_in_ps(name):
+    password = _secret(name, "flaskfleet_replication_password")
+    out = _host(name).run("ps -eo args")
+    assert "walreceiver" in out.stdout, _journal(name)
+    assert password not in out.stdout
+    conninfo = _sql(name, "SELECT conninfo FROM pg_stat_wal_receiver")
+    assert password not in conninfo
+
+
+NO_FENCE = [pytest.param(None, marks=pytest.mark.skip(reason="no failover yet"))]
+
+
+@pytest.mark.parametrize("name", FENCED or NO_FENCE)
+def test_fenced_former_primary_stays_down(name):
+    host = _host(name)
+    assert not host.service(SERVICE).is_running
+    assert not host.service(SERVICE).is_enabled
+    # pg_ctlcluster refuses to start a cluster whose start.conf says "disabled".
+    attempt = host.run("pg_ctlcluster 15 main start")
+    assert attempt.rc != 0
+    assert not host.service(SERVICE).is_running
+    assert host.file("/var/lib/postgresql/15/main/FLASKFLEET_FENCED").exists
