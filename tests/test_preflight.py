@@ -1,0 +1,87 @@
+"""The preflight play rejects a broken inventory before any host is touched.
+
+Each case runs the real playbooks/preflight.yml against a small inventory on
+the controller only (the play never connects to a host) and checks the exit
+status and that the message names the fix.
+"""
+
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRETS = """
+  vars:
+    flaskfleet_db_password: aaaaaaaaaaaaaaaa
+    flaskfleet_replication_password: aaaaaaaaaaaaaaaa
+    flaskfleet_redis_cache_password: aaaaaaaaaaaaaaaa
+    flaskfleet_redis_broker_password: aaaaaaaaaaaaaaaa
+    flaskfleet_secret_key: aaaaaaaaaaaaaaaa
+"""
+GOOD = {
+    "loadbalancers": "{hosts: {lb1: {private_ip: 10.0.0.10}}}",
+    "appservers": "{hosts: {app1: {private_ip: 10.0.0.21}}}",
+    "workers": "{hosts: {w1: {private_ip: 10.0.0.31}}}",
+    "redis": "{hosts: {r1: {private_ip: 10.0.0.41}}}",
+    "postgres_primary": "{hosts: {db1: {private_ip: 10.0.0.51}}}",
+    "postgres_replicas": "{hosts: {db2: {private_ip: 10.0.0.52}}}",
+}
+
+
+def run_preflight(tmp_path, secrets=SECRETS, **groups):
+    layout = {**GOOD, **groups}
+    children = "\n".join(f"    {g}: {v}" for g, v in layout.items() if v is not None)
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(f"all:{textwrap.indent(secrets, '')}\n  children:\n{children}\n")
+    return subprocess.run(
+        ["ansible-playbook", "-i", str(inventory), str(ROOT / "playbooks" / "preflight.yml")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_good_inventory_passes(tmp_path):
+    result = run_preflight(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "changed=0" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("groups", "message"),
+    [
+        (
+            {"postgres_primary": "{hosts: {db1: {}, db3: {}}}"},
+            "it needs exactly one",
+        ),
+        ({"postgres_primary": None}, "it needs exactly one"),
+        (
+            {"postgres_replicas": "{hosts: {db1: {}}}"},
+            "is in both postgres_primary and",
+        ),
+        ({"appservers": None}, "at least one host in appservers"),
+        (
+            {"workers": "{hosts: {w1: {celery_beat: true}, w2: {celery_beat: true}}}"},
+            "two beat processes",
+        ),
+        ({"appservers": "{hosts: {app1: {private_ip: app-one}}}"}, "is not an IP address"),
+        (
+            {"appservers": "{hosts: {app1: {common_ssh_permit_root_login: maybe}}}"},
+            "common_ssh_permit_root_login must be one of",
+        ),
+    ],
+)
+def test_a_broken_inventory_fails_with_the_fix(tmp_path, groups, message):
+    result = run_preflight(tmp_path, **groups)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+    assert "changed=1" not in result.stdout
+
+
+def test_missing_secrets_fail(tmp_path):
+    result = run_preflight(tmp_path, secrets="")
+    assert result.returncode != 0
+    assert "flaskfleet_db_password is not set" in result.stdout + result.stderr
