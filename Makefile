@@ -60,11 +60,14 @@ scale-out: deps image
 	ansible-playbook site.yml --limit app3,loadbalancers,postgres_primary
 	@echo "app3 is serving behind $(LAB_URL)"
 
+# Scale in: move app3 to the retired group and converge (drain, stop, pg_hba),
+# then drop it from the inventory and remove its container.
 scale-in: deps
-	ansible-playbook playbooks/retire_appserver.yml -e retire=app3
+	cp tools/lab-scale-in.yml inventory/lab/90-scale-out.yml
+	ansible-playbook site.yml --limit app3,loadbalancers,postgres_primary
 	rm -f inventory/lab/90-scale-out.yml
-	ansible-playbook site.yml --limit loadbalancers,postgres_primary
 	python tools/lab.py down app3
+	@echo "app3 is retired; $(LAB_URL) is served by the remaining app servers"
 
 test: lint unit-test app-test molecule
 
