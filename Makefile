@@ -13,13 +13,15 @@ SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/m
 MOLECULE_JOBS ?= 2
 LAB_URL := http://127.0.0.1:8080/
 
-.PHONY: help deps image up down scale-out scale-in test lint unit-test app-test molecule converge-time clean
+.PHONY: help deps image up down scale-out scale-in test lint unit-test app-test molecule bench-converge bench-deploy clean
 
 help:
 	@echo "make up        build what is needed, start the lab, run site.yml, print the URL"
 	@echo "make test      lint + app tests + every molecule scenario"
 	@echo "make down      remove the lab containers and network (keeps the image)"
 	@echo "make scale-out add app3 to the lab and converge it (scale-in reverses it)"
+	@echo "make bench-converge  time a first converge of a fresh lab and an idempotent re-run"
+	@echo "make bench-deploy    rolling vs naive deploy under load on the lab (failed requests each)"
 	@echo "make deps | image | lint | unit-test | app-test | molecule SCENARIOS='redis nginx'"
 
 # The controller toolchain, pinned (requirements-dev.txt); collections come with
@@ -74,8 +76,8 @@ test: lint unit-test app-test molecule
 lint: deps
 	yamllint -s .
 	ansible-lint
-	ruff check tools filter_plugins tests molecule app_src
-	ruff format --check tools filter_plugins tests molecule app_src
+	ruff check tools filter_plugins tests molecule benchmarks app_src
+	ruff format --check tools filter_plugins tests molecule benchmarks app_src
 
 unit-test: deps
 	pytest -q tests
@@ -87,6 +89,13 @@ app-test:
 
 molecule: deps image
 	tools/run_scenarios.sh $(MOLECULE_JOBS) $(SCENARIOS)
+
+# Benchmarks print figures (and keep their reports under .bench/); they are not tests.
+bench-converge: deps image
+	python benchmarks/converge_time.py
+
+bench-deploy: deps
+	python benchmarks/deploy_under_load.py
 
 clean: down
 	rm -rf $(VENV) .cache

@@ -72,6 +72,7 @@ def test_a_good_inventory_passes(tmp_path):
             {"appservers": "{hosts: {app1: {common_ssh_permit_root_login: maybe}}}"},
             "common_ssh_permit_root_login must be one of",
         ),
+        ({"retired": "{hosts: {app1: {}}}"}, "is in the retired group and still in a service group"),
     ],
 )
 def test_a_broken_inventory_fails_with_the_fix(tmp_path, groups, message):
@@ -85,3 +86,21 @@ def test_missing_secrets_fail(tmp_path):
     result = run_preflight(tmp_path, secrets="")
     assert result.returncode != 0
     assert "flaskfleet_db_password is not set" in result.stdout + result.stderr
+
+
+def test_a_retired_host_outside_every_service_group_passes(tmp_path):
+    result = run_preflight(tmp_path, retired="{hosts: {app9: {private_ip: 10.0.0.29}}}")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("serial", ["0", "all", "-1", "50 %"])
+def test_a_bad_batch_size_fails(tmp_path, serial):
+    result = run_preflight(tmp_path, secrets=SECRETS + f'    deploy_serial: "{serial}"\n')
+    assert result.returncode != 0
+    assert "is not a batch size" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("serial", ["1", "3", "25%"])
+def test_a_good_batch_size_passes(tmp_path, serial):
+    result = run_preflight(tmp_path, secrets=SECRETS + f'    deploy_serial: "{serial}"\n')
+    assert result.returncode == 0, result.stdout + result.stderr
