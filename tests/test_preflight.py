@@ -72,7 +72,10 @@ def test_a_good_inventory_passes(tmp_path):
             {"appservers": "{hosts: {app1: {common_ssh_permit_root_login: maybe}}}"},
             "common_ssh_permit_root_login must be one of",
         ),
-        ({"retired": "{hosts: {app1: {}}}"}, "is in the retired group and still in a service group"),
+        (
+            {"retired": "{hosts: {app1: {}}}"},
+            "is in the retired group and still in a service group",
+        ),
     ],
 )
 def test_a_broken_inventory_fails_with_the_fix(tmp_path, groups, message):
