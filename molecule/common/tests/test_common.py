@@ -1,6 +1,6 @@
 """The baseline every flaskfleet host relies on."""
 
-import pytest
+import json
 
 DEPLOY_USER = "deploy"
 
@@ -50,24 +50,60 @@ def test_time_sync_matches_the_platform(host):
         assert timesyncd.is_enabled
 
 
-@pytest.mark.parametrize(
-    ("path", "needle"),
-    [
-        ("/etc/systemd/journald.conf.d/flaskfleet.conf", "SystemMaxUse=256M"),
-        ("/etc/apt/apt.conf.d/80flaskfleet", 'APT::Install-Recommends "false";'),
-    ],
-)
-def test_limits_are_in_force(host, path, needle):
-    assert needle in host.file(path).content_string
+# The zone and journal size the base image has (Etc/UTC; journald's default of 10% of the
+# file system, far above a few hundred MB on any disk a CI runner has).
+IMAGE_TIMEZONE = "Etc/UTC"
+JOURNAL_USAGE_MESSAGE = "ec387f577b844b8fa948f33cad9a75e6"  # SD_MESSAGE_JOURNAL_USAGE
+
+
+def to_bytes(size):
+    """journald.conf size ("48M") in bytes (its suffixes are powers of 1024)."""
+    units = {"K": 1, "M": 2, "G": 3, "T": 4}
+    size = str(size).strip().upper()
+    if size[-1] in units:
+        return int(float(size[:-1]) * 1024 ** units[size[-1]])
+    return int(size)
+
+
+def test_apt_does_not_install_recommends(host):
+    # A real (simulated) install of a package with recommends the host does not have:
+    # apt lists them as recommended but plans no install for them.
+    assert not host.package("patch").is_installed, "the probe needs git's recommend missing"
+    plan = host.run("apt-get -s install git")
+    assert plan.rc == 0, plan.stderr
+    assert "Inst git " in plan.stdout
+    assert "Recommended packages:" in plan.stdout
+    assert not any(line.startswith("Inst patch ") for line in plan.stdout.splitlines()), plan.stdout
 
 
 def test_journald_applies_its_limit(host):
-    # journald must be running with the drop-in: its runtime config shows the limit.
-    out = host.run("journalctl --header --no-pager | head -n 40")
-    assert out.rc == 0
-    assert host.service("systemd-journald").is_running
+    # The running journald (the process after the role's restart) reports the limit it
+    # enforces on the persistent journal when it opens it.
+    wanted = host.ansible.get_variables()["common_journald_system_max_use"]
+    assert to_bytes(wanted) < to_bytes("1G"), "pick a limit journald would not choose itself"
+    pid = host.service("systemd-journald").systemd_properties["MainPID"]
+    out = host.run(
+        f"journalctl -b -o json --no-pager MESSAGE_ID={JOURNAL_USAGE_MESSAGE} _PID={pid}"
+    )
+    assert out.rc == 0, out.stderr
+    reports = [json.loads(line) for line in out.stdout.splitlines()]
+    system = [r for r in reports if r.get("JOURNAL_NAME") == "System Journal"]
+    assert system, f"journald {pid} reported no system journal usage: {out.stdout}"
+    assert int(system[-1]["MAX_USE"]) == to_bytes(wanted), system[-1]["MESSAGE"]
 
 
 def test_timezone(host):
-    assert host.file("/etc/localtime").linked_to == "/usr/share/zoneinfo/Etc/UTC"
-    assert host.run("date +%Z").stdout.strip() == "UTC"
+    wanted = host.ansible.get_variables()["common_timezone"]
+    assert wanted != IMAGE_TIMEZONE, "the scenario must set a zone the image does not have"
+    # What systemd reports, and the offset a new process gets from /etc/localtime (no TZ)
+    # against the zone's own offset from the tz database.
+    assert host.run("timedatectl show -p Timezone --value").stdout.strip() == wanted
+    local = host.run("env -u TZ date +%z").stdout.strip()
+    expected = host.run(
+        "python3 -c %s %s",
+        "import datetime, sys, zoneinfo; "
+        "print(datetime.datetime.now(zoneinfo.ZoneInfo(sys.argv[1])).strftime('%z'))",
+        wanted,
+    )
+    assert local == expected.stdout.strip() != "+0000", (local, expected.stdout, expected.stderr)
+    assert host.file("/etc/timezone").content_string.strip() == wanted
