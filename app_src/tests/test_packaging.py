@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 from servers import free_port, run, venv_bin, wait_for
 
+from flaskfleet_app import metrics
 from flaskfleet_app.metrics import child_exit
 
 APP_SRC = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.wheel
+@pytest.mark.timeout(1200)  # builds every wheel, then installs them into a fresh venv
 def test_wheelhouse_installs_offline_and_works(tmp_path, cli_env, pg):
     wh = tmp_path / "wh"
     r = run(
@@ -128,10 +130,32 @@ def test_gunicorn_serves_wsgi_with_multiprocess_metrics(tmp_path, cli_env, migra
         log.close()
 
 
+class DeadWorker:
+    pid = 12345
+
+
+def live_gauge_files(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+def test_child_exit_hook_drops_the_dead_workers_live_gauges(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    for name in (
+        "gauge_livesum_12345.db",  # the dead worker's live gauges: removed
+        "gauge_liveall_12345.db",
+        "counter_12345.db",  # its counters still count: kept
+        "gauge_livesum_999.db",  # another worker: kept
+    ):
+        (tmp_path / name).write_bytes(b"")
+    child_exit(None, DeadWorker())
+    assert live_gauge_files(tmp_path) == ["counter_12345.db", "gauge_livesum_999.db"]
+
+
 def test_child_exit_hook_without_multiproc(monkeypatch):
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-
-    class Worker:
-        pid = 12345
-
-    child_exit(None, Worker())  # a no-op, and must not raise
+    calls = []
+    monkeypatch.setattr(
+        metrics.multiprocess, "mark_process_dead", lambda *a, **kw: calls.append((a, kw))
+    )
+    child_exit(None, DeadWorker())  # single-process metrics: nothing to clean up
+    assert calls == []

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -125,8 +126,14 @@ def test_warm_shutdown_finishes_the_running_task(client, cli_env, broker_server,
     ext = client.application.extensions["flaskfleet"]
     ext.celery = make_celery(Settings.from_env(env), producer=True)
     try:
-        assert app_client.post("/api/jobs", json={"key": "warm-1", "seconds": 2}).status_code == 202
-        wait_for(lambda: app_client.get("/api/jobs/warm-1").json["executions"] == 1, 20)
+        # Long enough that the job is still sleeping when SIGTERM arrives, even on 2 busy cores.
+        assert app_client.post("/api/jobs", json={"key": "warm-1", "seconds": 6}).status_code == 202
+        running = wait_for(
+            lambda: (s := app_client.get("/api/jobs/warm-1").json)["executions"] == 1 and s, 20
+        )
+        sigterm_at = datetime.now(UTC)
+        # Mid-run at SIGTERM: started, not finished, no effect yet (read before the signal).
+        assert running["finished_executions"] == 0 and running["applied"] is False, running
         rc = proc.stop(signal.SIGTERM)  # warm shutdown: finish the task, then exit
     finally:
         proc.stop(signal.SIGKILL)
@@ -134,6 +141,9 @@ def test_warm_shutdown_finishes_the_running_task(client, cli_env, broker_server,
     status = app_client.get("/api/jobs/warm-1").json
     assert status["executions"] == 1 and status["finished_executions"] == 1
     assert status["applied"] is True
+    # The one execution finished after the signal: the worker waited for it.
+    finished_at = datetime.fromisoformat(status["attempts"][0]["finished_at"])
+    assert finished_at > sigterm_at, (status, sigterm_at.isoformat())
 
 
 def test_kill9_redelivers_and_applies_once(client, cli_env, broker_server, migrated):
