@@ -76,8 +76,8 @@ test: lint unit-test app-test molecule
 lint: deps
 	yamllint -s .
 	ansible-lint
-	ruff check tools filter_plugins tests molecule benchmarks app_src
-	ruff format --check tools filter_plugins tests molecule benchmarks app_src
+	ruff check tools filter_plugins roles tests molecule benchmarks app_src
+	ruff format --check tools filter_plugins roles tests molecule benchmarks app_src
 
 unit-test: deps
 	pytest -q tests

@@ -63,7 +63,7 @@ def run_mode(mode: str, version: str, args: argparse.Namespace, out: Path) -> di
         args.inventory,
         str(PLAYBOOKS[mode]),
         "-e",
-        f"app_version={version}",
+        f"app_release_version={version}",
     ]
     log = out.with_suffix(f".{mode}.ansible.log")
     with open(log, "w") as f:

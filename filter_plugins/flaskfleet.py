@@ -1,7 +1,9 @@
-"""Peer wiring for flaskfleet: how hosts find each other, computed from the inventory.
+"""The flaskfleet topology model: how hosts find each other, computed from the inventory.
 
-Roles never read ``groups[...]``; the tier playbooks use these filters (through
-``playbooks/vars/wiring.yml``) to turn group membership into role variables.
+Roles never read ``groups[...]``. ``flaskfleet_topology`` turns the inventory
+into everything peers need, once (``playbooks/vars/wiring.yml`` exposes it as
+``topology``); ``flaskfleet_topology_problems`` is the preflight's check of the
+inventory's shape.
 Every filter works with ``--limit``: a host's address comes from ``private_ip``
 in the inventory first, then from gathered facts, then from ``ansible_host``
 when it is an IP address; a host with none of them is an error that names the fix.
@@ -69,34 +71,6 @@ def flaskfleet_slot_name(host: str) -> str:
     return name[:63]
 
 
-def flaskfleet_upstream(hosts, hostvars, default_instances: int = 2, base_port: int = 8001):
-    """One upstream server per gunicorn instance of every app server.
-
-    Each item: ``{"host", "address", "port", "down", "weight"}``. A host's
-    instance count comes from its own ``gunicorn_instances`` (or the default),
-    ``flaskfleet_drain: true`` marks all its instances ``down``.
-    """
-    servers = []
-    for host in hosts or []:
-        hv = hostvars[host] if host in hostvars else {}  # noqa: SIM401 - HostVars has no .get()  # noqa: SIM401 - HostVars has no .get()
-        count = int(hv.get("gunicorn_instances", default_instances))
-        port0 = int(hv.get("gunicorn_base_port", base_port))
-        if count < 1:
-            raise AnsibleFilterError(f"{host}: gunicorn_instances must be >= 1, got {count}.")
-        address = flaskfleet_address(host, hostvars)
-        for i in range(count):
-            servers.append(
-                {
-                    "host": host,
-                    "address": address,
-                    "port": port0 + i,
-                    "down": bool(hv.get("flaskfleet_drain", False)),
-                    "weight": int(hv.get("nginx_upstream_weight", 1)),
-                }
-            )
-    return servers
-
-
 def flaskfleet_postgres_url(
     address: str, user: str, password: str, dbname: str, port: int = 5432
 ) -> str:
@@ -110,6 +84,406 @@ def flaskfleet_postgres_url(
 def flaskfleet_redis_url(address: str, password: str, port: int, db: int = 0) -> str:
     """A redis:// URL with the password quoted."""
     return f"redis://:{quote(str(password), safe='')}@{address}:{int(port)}/{int(db)}"
+
+
+# --- The topology model -----------------------------------------------------
+#
+# Settings a user may put in the inventory that change the wiring, with their
+# only default. Host-level settings may be set in group_vars or per host.
+# tests/test_topology.py checks that the roles' own defaults agree.
+DEFAULTS = {
+    "flaskfleet_gunicorn_instances": 2,
+    "flaskfleet_gunicorn_base_port": 8001,
+    "flaskfleet_upstream_weight": 1,
+    "flaskfleet_drain": False,
+    "flaskfleet_redis_cache_port": 6379,
+    "flaskfleet_redis_broker_port": 6380,
+    "celery_beat": False,
+}
+
+# Inventory groups (the public API) and the roles that run on each.
+TIER_ROLES = {
+    "postgres_primary": ["postgresql"],
+    "postgres_replicas": ["postgresql"],
+    "redis": ["redis"],
+    "appservers": ["app_release", "gunicorn"],
+    "workers": ["app_release", "celery"],
+    "loadbalancers": ["nginx"],
+}
+SERVICE_GROUPS = [
+    "loadbalancers",
+    "appservers",
+    "workers",
+    "redis",
+    "postgres_primary",
+    "postgres_replicas",
+]
+
+# Role variables the playbooks compute from the topology: set in an inventory
+# they would be silently overridden, so the preflight names the setting to use.
+COMPUTED_ROLE_VARIABLES = {
+    "gunicorn_instances": "flaskfleet_gunicorn_instances",
+    "gunicorn_base_port": "flaskfleet_gunicorn_base_port",
+    "gunicorn_bind_address": "private_ip",
+    "gunicorn_forwarded_allow_ips": "the loadbalancers group",
+    "redis_cache_port": "flaskfleet_redis_cache_port",
+    "redis_broker_port": "flaskfleet_redis_broker_port",
+    "nginx_upstream_servers": "the appservers group",
+    "nginx_upstream_weight": "flaskfleet_upstream_weight (on the app server)",
+    "celery_beat_enabled": "celery_beat: true on one worker",
+    "app_release_database_url": "the postgres_primary group",
+    "app_release_replica_urls": "the postgres_replicas group",
+    "postgresql_role": "the postgres_primary / postgres_replicas groups",
+    "postgresql_replica_slots": "the postgres_replicas group",
+    "postgresql_primary_address": "the postgres_primary group",
+}
+
+
+def _hv(hostvars, host) -> dict:
+    return hostvars[host] if host in hostvars else {}  # noqa: SIM401 - HostVars has no .get()
+
+
+def _setting(hostvars, host, name):
+    value = _hv(hostvars, host).get(name)
+    return DEFAULTS[name] if value is None else value
+
+
+def _as_int(value):
+    if isinstance(value, bool):
+        raise ValueError(value)
+    return int(str(value).strip())
+
+
+def _as_bool(value):
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0", ""):
+        return False
+    raise ValueError(value)
+
+
+def _group(groups, name) -> list[str]:
+    return list((groups or {}).get(name) or [])
+
+
+def flaskfleet_topology_problems(groups, hostvars, primary_override: str = "") -> list[str]:
+    """Everything wrong with an inventory, each message naming the fix (empty = good).
+
+    The preflight refuses any of them. The model itself (flaskfleet_topology)
+    refuses only values it cannot use; a partial inventory (one tier, as the
+    role scenarios have) still gets the wiring of what it holds.
+    """
+    problems = _shape_problems(groups, hostvars, primary_override)
+    problems.extend(_value_problems(groups, hostvars))
+    in_service = {h for g in SERVICE_GROUPS for h in _group(groups, g)}
+    for host in sorted(set(_group(groups, "all")) | in_service):
+        for name, instead in COMPUTED_ROLE_VARIABLES.items():
+            if name in _hv(hostvars, host):
+                problems.append(
+                    f"{host}: {name} is computed from the inventory by the playbooks and would be "
+                    f"ignored; set {instead} instead."
+                )
+    return problems
+
+
+def _shape_problems(groups, hostvars, primary_override) -> list[str]:
+    problems: list[str] = []
+    primary = _group(groups, "postgres_primary")
+    replicas = _group(groups, "postgres_replicas")
+    if len(primary) != 1:
+        problems.append(
+            f"Group postgres_primary has {len(primary)} host(s) {primary}; it needs exactly one. "
+            "Put one host in postgres_primary and the others in postgres_replicas."
+        )
+    both = [h for h in primary if h in replicas]
+    if both:
+        problems.append(
+            f"{', '.join(both)} is in both postgres_primary and postgres_replicas. "
+            "A host is either the primary or a replica: remove it from one group."
+        )
+    if primary_override and primary_override not in primary + replicas:
+        problems.append(
+            f"flaskfleet_primary_override={primary_override} is not in postgres_primary or "
+            f"postgres_replicas {primary + replicas}: name a PostgreSQL host of the inventory."
+        )
+    apps, lbs = _group(groups, "appservers"), _group(groups, "loadbalancers")
+    if not apps or not lbs:
+        problems.append(
+            f"flaskfleet needs at least one host in appservers (has {len(apps)}) and one in "
+            f"loadbalancers (has {len(lbs)}). Add them to the inventory."
+        )
+    redis = _group(groups, "redis")
+    if len(redis) != 1:
+        problems.append(
+            f"Group redis has {len(redis)} host(s); it needs exactly one "
+            "(it runs both the cache and the broker instance)."
+        )
+    workers = _group(groups, "workers")
+    beat = []
+    for host in workers:
+        try:
+            if _as_bool(_setting(hostvars, host, "celery_beat")):
+                beat.append(host)
+        except ValueError:
+            pass  # a value problem
+    if len(beat) > 1:
+        problems.append(
+            f"celery_beat is true on {', '.join(beat)}: two beat processes would run every "
+            "periodic task twice. Set celery_beat: true on exactly one worker "
+            "(default: the first worker)."
+        )
+    in_service = {h for g in SERVICE_GROUPS for h in _group(groups, g)}
+    retired_busy = [h for h in _group(groups, "retired") if h in in_service]
+    if retired_busy:
+        problems.append(
+            f"{', '.join(retired_busy)} is in the retired group and still in a service group. "
+            "Retiring drains a host and stops its units: remove it from "
+            f"{', '.join(SERVICE_GROUPS)}, or from retired to keep it in service."
+        )
+    return problems
+
+
+def _value_problems(groups, hostvars) -> list[str]:
+    problems: list[str] = []
+    in_service = {h for g in SERVICE_GROUPS for h in _group(groups, g)}
+    for host in _group(groups, "workers"):
+        try:
+            _as_bool(_setting(hostvars, host, "celery_beat"))
+        except ValueError:
+            problems.append(f"{host}: celery_beat must be true or false.")
+    apps, redis = _group(groups, "appservers"), _group(groups, "redis")
+    for host in _group(groups, "all") or sorted(in_service):
+        private_ip = _hv(hostvars, host).get("private_ip")
+        if private_ip is not None and not _is_ip(private_ip):
+            problems.append(
+                f"{host}: private_ip={private_ip} is not an IP address. Set it to the host's "
+                "address on the private network (or remove it to use the gathered default address)."
+            )
+    for host in apps:
+        problems.extend(_app_setting_problems(hostvars, host))
+    if redis:
+        for name in ("flaskfleet_redis_cache_port", "flaskfleet_redis_broker_port"):
+            problems.extend(_port_problems(hostvars, redis[0], name))
+        try:
+            same = _as_int(_setting(hostvars, redis[0], "flaskfleet_redis_cache_port")) == _as_int(
+                _setting(hostvars, redis[0], "flaskfleet_redis_broker_port")
+            )
+        except ValueError:
+            same = False
+        if same:
+            problems.append(
+                f"{redis[0]}: flaskfleet_redis_cache_port and flaskfleet_redis_broker_port are the "
+                "same; the cache and the broker are separate instances and need a port each."
+            )
+    return problems
+
+
+def _port_problems(hostvars, host, name, low=1024):
+    try:
+        port = _as_int(_setting(hostvars, host, name))
+    except ValueError:
+        return [f"{host}: {name}={_setting(hostvars, host, name)!r} is not a port number."]
+    if not low <= port <= 65535:
+        return [f"{host}: {name}={port} must be a port from {low} to 65535."]
+    return []
+
+
+def _app_setting_problems(hostvars, host):
+    problems = []
+    try:
+        count = _as_int(_setting(hostvars, host, "flaskfleet_gunicorn_instances"))
+    except ValueError:
+        count = None
+    if count is None or not 1 <= count <= 64:
+        problems.append(
+            f"{host}: flaskfleet_gunicorn_instances="
+            f"{_setting(hostvars, host, 'flaskfleet_gunicorn_instances')!r} must be a whole number "
+            "from 1 to 64 (gunicorn instances on the host, one systemd unit each)."
+        )
+    port_problems = _port_problems(hostvars, host, "flaskfleet_gunicorn_base_port")
+    problems.extend(port_problems)
+    if count and not port_problems:
+        last = _as_int(_setting(hostvars, host, "flaskfleet_gunicorn_base_port")) + count - 1
+        if last > 65535:
+            problems.append(
+                f"{host}: the last gunicorn port would be {last}; "
+                "lower flaskfleet_gunicorn_base_port."
+            )
+    try:
+        weight = _as_int(_setting(hostvars, host, "flaskfleet_upstream_weight"))
+    except ValueError:
+        weight = 0
+    if not 1 <= weight <= 1000:
+        problems.append(
+            f"{host}: flaskfleet_upstream_weight="
+            f"{_setting(hostvars, host, 'flaskfleet_upstream_weight')!r} must be a whole number "
+            "from 1 to 1000 "
+            "(its share of requests at the load balancers)."
+        )
+    try:
+        _as_bool(_setting(hostvars, host, "flaskfleet_drain"))
+    except ValueError:
+        problems.append(f"{host}: flaskfleet_drain must be true or false.")
+    return problems
+
+
+def flaskfleet_role_hosts(groups) -> dict[str, list[str]]:
+    """Which hosts each role runs on (``common`` on every host), in inventory order."""
+    roles: dict[str, list[str]] = {"common": _group(groups, "all")}
+    for group, names in TIER_ROLES.items():
+        for role in names:
+            roles[role] = list(dict.fromkeys(roles.get(role, []) + _group(groups, group)))
+    return roles
+
+
+def flaskfleet_topology(groups, hostvars, primary_override: str = "", settings=None) -> dict:
+    """Everything peers need, computed from the inventory in one place.
+
+    ``groups`` and ``hostvars`` are Ansible's; ``primary_override`` names the
+    PostgreSQL host that is the primary whatever postgres_primary says (after
+    playbooks/promote_replica.yml); ``settings`` holds the cluster-wide values
+    the URLs need (``db_name``, ``db_user``, ``db_password``,
+    ``redis_cache_password``, ``redis_broker_password``; URLs are empty without
+    them). docs/architecture.md ("Topology model") documents every key.
+    Tiers missing from the inventory give ``None`` (primary, redis) or empty
+    lists; values the model cannot use raise with the preflight's message.
+    """
+    problems = _value_problems(groups, hostvars)
+    if primary_override and primary_override not in _group(groups, "postgres_primary") + _group(
+        groups, "postgres_replicas"
+    ):
+        problems.append(
+            f"flaskfleet_primary_override={primary_override} is not a PostgreSQL host "
+            "of the inventory."
+        )
+    if problems:
+        raise AnsibleFilterError("The inventory is not usable: " + " | ".join(problems))
+    settings = dict(settings or {})
+
+    def node(host):
+        return {"host": host, "address": flaskfleet_address(host, hostvars)}
+
+    primary_host = primary_override or (_group(groups, "postgres_primary") + [""])[0]
+    replica_hosts = [h for h in _group(groups, "postgres_replicas") if h != primary_host]
+    fenced = [
+        h
+        for h in _group(groups, "postgres_primary")
+        if h != primary_host and h not in replica_hosts
+    ]
+    pg_port = 5432
+    primary = (
+        {**node(primary_host), "port": pg_port, "slot": flaskfleet_slot_name(primary_host)}
+        if primary_host
+        else None
+    )
+    replicas = [
+        {**node(h), "port": pg_port, "slot": flaskfleet_slot_name(h)} for h in replica_hosts
+    ]
+
+    appservers = []
+    for host in _group(groups, "appservers"):
+        count = _as_int(_setting(hostvars, host, "flaskfleet_gunicorn_instances"))
+        base = _as_int(_setting(hostvars, host, "flaskfleet_gunicorn_base_port"))
+        appservers.append(
+            {
+                **node(host),
+                "instances": count,
+                "base_port": base,
+                "ports": list(range(base, base + count)),
+                "weight": _as_int(_setting(hostvars, host, "flaskfleet_upstream_weight")),
+                "drain": _as_bool(_setting(hostvars, host, "flaskfleet_drain")),
+            }
+        )
+    upstream = [
+        {
+            "host": a["host"],
+            "address": a["address"],
+            "port": p,
+            "weight": a["weight"],
+            "down": a["drain"],
+        }
+        for a in appservers
+        for p in a["ports"]
+    ]
+
+    worker_hosts = _group(groups, "workers")
+    flagged = [h for h in worker_hosts if _as_bool(_setting(hostvars, h, "celery_beat"))]
+    beat_host = (flagged + worker_hosts + [""])[0]
+    workers = [{**node(h), "beat": h == beat_host} for h in worker_hosts]
+    loadbalancers = [node(h) for h in _group(groups, "loadbalancers")]
+
+    redis_host = (_group(groups, "redis") + [""])[0]
+    redis = (
+        {
+            **node(redis_host),
+            "cache_port": _as_int(_setting(hostvars, redis_host, "flaskfleet_redis_cache_port")),
+            "broker_port": _as_int(_setting(hostvars, redis_host, "flaskfleet_redis_broker_port")),
+        }
+        if redis_host
+        else None
+    )
+
+    def unique(items):
+        return list(dict.fromkeys(items))
+
+    app_clients = unique([a["address"] for a in appservers] + [w["address"] for w in workers])
+    db_args = [settings.get(k) for k in ("db_user", "db_password", "db_name")]
+    have_db = primary is not None and all(v is not None for v in db_args)
+    urls = {
+        "database": flaskfleet_postgres_url(primary["address"], *db_args, port=pg_port)
+        if have_db
+        else "",
+        "replicas": [
+            flaskfleet_postgres_url(r["address"], *db_args, port=pg_port) for r in replicas
+        ]
+        if have_db
+        else [],
+        "cache": flaskfleet_redis_url(
+            redis["address"], settings["redis_cache_password"], redis["cache_port"]
+        )
+        if redis and settings.get("redis_cache_password") is not None
+        else "",
+        "broker": flaskfleet_redis_url(
+            redis["address"], settings["redis_broker_password"], redis["broker_port"]
+        )
+        if redis and settings.get("redis_broker_password") is not None
+        else "",
+    }
+
+    return {
+        "primary": primary,
+        "replicas": replicas,
+        "fenced": fenced,
+        "postgres_hosts": ([primary_host] if primary else []) + replica_hosts,
+        "replica_slots": [r["slot"] for r in replicas],
+        "loadbalancers": loadbalancers,
+        "appservers": appservers,
+        "app_hosts": [a["host"] for a in appservers],
+        "upstream": upstream,
+        "workers": workers,
+        "beat_host": beat_host,
+        "redis": redis,
+        "retired": _group(groups, "retired"),
+        "urls": urls,
+        "allow": {
+            # Who may reach what, by address: pg_hba today, firewalls and scrape targets later.
+            "postgres_clients": app_clients,
+            "replication_clients": unique(
+                ([primary["address"]] if primary else []) + [r["address"] for r in replicas]
+            ),
+            "redis_clients": app_clients,
+            "gunicorn_clients": unique([lb["address"] for lb in loadbalancers]),
+        },
+        "roles": flaskfleet_role_hosts(groups),
+        "addresses": {
+            n["host"]: n["address"]
+            for n in [primary, *replicas, *appservers, *workers, *loadbalancers, redis]
+            if n
+        },
+    }
 
 
 def flaskfleet_spec_without_defaults(options: dict) -> dict:
@@ -139,7 +513,9 @@ class FilterModule:
             "flaskfleet_address": flaskfleet_address,
             "flaskfleet_addresses": flaskfleet_addresses,
             "flaskfleet_slot_name": flaskfleet_slot_name,
-            "flaskfleet_upstream": flaskfleet_upstream,
+            "flaskfleet_topology": flaskfleet_topology,
+            "flaskfleet_topology_problems": flaskfleet_topology_problems,
+            "flaskfleet_role_hosts": flaskfleet_role_hosts,
             "flaskfleet_postgres_url": flaskfleet_postgres_url,
             "flaskfleet_redis_url": flaskfleet_redis_url,
         }

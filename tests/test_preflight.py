@@ -76,6 +76,14 @@ def test_a_good_inventory_passes(tmp_path):
             {"retired": "{hosts: {app1: {}}}"},
             "is in the retired group and still in a service group",
         ),
+        (
+            {"appservers": "{hosts: {app1: {flaskfleet_gunicorn_instances: 0}}}"},
+            "must be a whole number from 1 to 64",
+        ),
+        (
+            {"appservers": "{hosts: {app1: {gunicorn_instances: 3}}}"},
+            "set flaskfleet_gunicorn_instances instead",
+        ),
     ],
 )
 def test_a_broken_inventory_fails_with_the_fix(tmp_path, groups, message):

@@ -11,13 +11,12 @@ import flaskfleet as ff  # noqa: E402 - the plugin folder is not a package
 
 HOSTVARS = {
     "app1": {"private_ip": "10.0.0.21"},
-    "app2": {"private_ip": "10.0.0.22", "gunicorn_instances": 3},
+    "app2": {"private_ip": "10.0.0.22"},
     "app3": {"ansible_facts": {"default_ipv4": {"address": "10.0.0.23"}}},
     "app4": {"ansible_host": "10.0.0.24"},
     "lonely": {"ansible_host": "lonely.example.org"},
     "loop": {"ansible_host": "127.0.0.1"},
     "bad": {"private_ip": "not-an-ip"},
-    "drained": {"private_ip": "10.0.0.25", "flaskfleet_drain": True},
 }
 
 
@@ -42,28 +41,6 @@ def test_address_rejects_malformed_private_ip():
 
 def test_addresses_keep_order_and_drop_duplicates():
     assert ff.flaskfleet_addresses(["app2", "app1", "app2"], HOSTVARS) == ["10.0.0.22", "10.0.0.21"]
-
-
-def test_upstream_lists_every_instance_of_every_app_server():
-    servers = ff.flaskfleet_upstream(["app1", "app2", "drained"], HOSTVARS, 2, 8001)
-    assert [(s["address"], s["port"]) for s in servers] == [
-        ("10.0.0.21", 8001),
-        ("10.0.0.21", 8002),
-        ("10.0.0.22", 8001),
-        ("10.0.0.22", 8002),
-        ("10.0.0.22", 8003),
-        ("10.0.0.25", 8001),
-        ("10.0.0.25", 8002),
-    ]
-    assert [s["down"] for s in servers if s["host"] == "drained"] == [True, True]
-    assert not any(s["down"] for s in servers if s["host"] != "drained")
-
-
-def test_upstream_adding_a_host_adds_its_instances():
-    before = ff.flaskfleet_upstream(["app1"], HOSTVARS)
-    after = ff.flaskfleet_upstream(["app1", "app3"], HOSTVARS)
-    assert after[: len(before)] == before
-    assert {s["address"] for s in after[len(before) :]} == {"10.0.0.23"}
 
 
 @pytest.mark.parametrize(

@@ -97,9 +97,11 @@ def drained_and_scaled_out(host, instances, tmp_path_factory):
                     "hosts": {
                         NEW_HOST: {
                             "private_ip": NEW_ADDRESS,
-                            "gunicorn_base_port": NEW_PORT,
-                            "gunicorn_instances": 1,
-                        }
+                            "flaskfleet_gunicorn_base_port": NEW_PORT,
+                            "flaskfleet_gunicorn_instances": 1,
+                        },
+                        # Drained from the inventory: out of service, still in the upstream.
+                        drained: {"flaskfleet_drain": True},
                     }
                 }
             }
@@ -108,9 +110,7 @@ def drained_and_scaled_out(host, instances, tmp_path_factory):
     assert NEW_INSTANCE not in served(host, 3 * len(instances))
     # A file in the static root that is not in nginx_static_src.
     host.run(f"touch {STATIC_ROOT}/stale.txt")
-    pids = converge_and_reload(
-        host, "-i", str(extra), "-e", json.dumps({"nginx_upstream_down_hosts": [drained]})
-    )
+    pids = converge_and_reload(host, "-i", str(extra))
     return {"drained": drained, "pids": pids}
 
 

@@ -1,0 +1,252 @@
+"""The topology model: one function turns the inventory into everything peers need."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "filter_plugins"))
+
+import flaskfleet as ff  # noqa: E402 - the plugin folder is not a package
+
+SETTINGS = {
+    "db_name": "app",
+    "db_user": "app",
+    "db_password": "pw",
+    "redis_cache_password": "cpw",
+    "redis_broker_password": "bpw",
+}
+
+
+def inventory(**overrides):
+    """A ten-host inventory (groups, hostvars), with groups or hostvars replaced."""
+    groups = {
+        "loadbalancers": ["lb1"],
+        "appservers": ["app1", "app2"],
+        "workers": ["w1", "w2"],
+        "redis": ["r1"],
+        "postgres_primary": ["db1"],
+        "postgres_replicas": ["db2", "db3"],
+    }
+    hostvars = {
+        "lb1": {"private_ip": "10.0.0.10"},
+        "app1": {"private_ip": "10.0.0.21"},
+        "app2": {"private_ip": "10.0.0.22"},
+        "w1": {"private_ip": "10.0.0.31"},
+        "w2": {"private_ip": "10.0.0.32"},
+        "r1": {"private_ip": "10.0.0.41"},
+        "db1": {"private_ip": "10.0.0.51"},
+        "db2": {"private_ip": "10.0.0.52"},
+        "db3": {"private_ip": "10.0.0.53"},
+    }
+    for name, value in overrides.items():
+        if name in groups or name in ("retired", "monitoring"):
+            groups[name] = value
+        else:
+            hostvars[name] = {**hostvars.get(name, {}), **value}
+    groups["all"] = list(dict.fromkeys(h for g in list(groups.values()) for h in g))
+    for host in groups["all"]:
+        hostvars.setdefault(host, {})
+    return groups, hostvars
+
+
+def topology(primary_override="", **overrides):
+    groups, hostvars = inventory(**overrides)
+    return ff.flaskfleet_topology(groups, hostvars, primary_override, SETTINGS)
+
+
+def test_the_default_inventory_wires_every_tier():
+    t = topology()
+    assert t["primary"] == {"host": "db1", "address": "10.0.0.51", "port": 5432, "slot": "db1"}
+    assert [r["host"] for r in t["replicas"]] == ["db2", "db3"]
+    assert t["replica_slots"] == ["db2", "db3"]
+    assert t["fenced"] == []
+    assert t["beat_host"] == "w1"
+    assert [w["beat"] for w in t["workers"]] == [True, False]
+    assert t["redis"] == {
+        "host": "r1",
+        "address": "10.0.0.41",
+        "cache_port": 6379,
+        "broker_port": 6380,
+    }
+    assert t["urls"] == {
+        "database": "postgresql+psycopg://app:pw@10.0.0.51:5432/app",
+        "replicas": [
+            "postgresql+psycopg://app:pw@10.0.0.52:5432/app",
+            "postgresql+psycopg://app:pw@10.0.0.53:5432/app",
+        ],
+        "cache": "redis://:cpw@10.0.0.41:6379/0",
+        "broker": "redis://:bpw@10.0.0.41:6380/0",
+    }
+    assert t["allow"]["postgres_clients"] == ["10.0.0.21", "10.0.0.22", "10.0.0.31", "10.0.0.32"]
+    assert t["allow"]["redis_clients"] == t["allow"]["postgres_clients"]
+    assert t["allow"]["replication_clients"] == ["10.0.0.51", "10.0.0.52", "10.0.0.53"]
+    assert t["allow"]["gunicorn_clients"] == ["10.0.0.10"]
+    assert t["roles"]["postgresql"] == ["db1", "db2", "db3"]
+    assert t["roles"]["app_release"] == ["app1", "app2", "w1", "w2"]
+    assert t["addresses"]["app2"] == "10.0.0.22"
+
+
+def test_upstream_lists_every_instance_of_every_app_server():
+    t = topology(app2={"flaskfleet_gunicorn_instances": 3, "flaskfleet_gunicorn_base_port": 9001})
+    assert [(s["host"], s["port"]) for s in t["upstream"]] == [
+        ("app1", 8001),
+        ("app1", 8002),
+        ("app2", 9001),
+        ("app2", 9002),
+        ("app2", 9003),
+    ]
+    assert [a["ports"] for a in t["appservers"]] == [[8001, 8002], [9001, 9002, 9003]]
+
+
+def test_drained_and_weighted_servers():
+    t = topology(app1={"flaskfleet_drain": True}, app2={"flaskfleet_upstream_weight": 3})
+    by_host = {s["host"]: s for s in t["upstream"]}
+    assert by_host["app1"]["down"] is True and by_host["app1"]["weight"] == 1
+    assert by_host["app2"]["down"] is False and by_host["app2"]["weight"] == 3
+
+
+def test_replicas_added_and_removed():
+    more = topology(postgres_replicas=["db2", "db3", "db4"], db4={"private_ip": "10.0.0.54"})
+    assert more["replica_slots"] == ["db2", "db3", "db4"]
+    assert "10.0.0.54" in more["allow"]["replication_clients"]
+    assert len(more["urls"]["replicas"]) == 3
+    none = topology(postgres_replicas=[])
+    assert none["replicas"] == [] and none["replica_slots"] == [] and none["urls"]["replicas"] == []
+    assert none["allow"]["replication_clients"] == ["10.0.0.51"]
+
+
+def test_a_promoted_primary():
+    t = topology(primary_override="db2")
+    assert t["primary"]["host"] == "db2"
+    assert [r["host"] for r in t["replicas"]] == ["db3"]
+    assert t["replica_slots"] == ["db3"]
+    assert t["fenced"] == ["db1"]
+    assert t["urls"]["database"].endswith("@10.0.0.52:5432/app")
+    assert t["postgres_hosts"] == ["db2", "db3"]
+
+
+def test_the_old_primary_moved_to_the_replicas_follows_the_new_one():
+    # The inventory after a promotion: db2 is the primary, db1 a replica again.
+    t = topology(postgres_primary=["db2"], postgres_replicas=["db1", "db3"])
+    assert t["fenced"] == []
+    assert t["replica_slots"] == ["db1", "db3"]
+
+
+def test_a_host_in_several_tiers_is_listed_once():
+    t = topology(workers=["app1", "w2"])
+    assert t["allow"]["postgres_clients"] == ["10.0.0.21", "10.0.0.22", "10.0.0.32"]
+    assert t["roles"]["app_release"] == ["app1", "app2", "w2"]
+    assert t["beat_host"] == "app1"
+
+
+def test_the_beat_flag_picks_the_beat_host():
+    assert topology(w2={"celery_beat": True})["beat_host"] == "w2"
+    assert topology(workers=[])["beat_host"] == ""
+
+
+def test_a_retired_host_is_out_of_every_wire():
+    t = topology(appservers=["app1"], retired=["app2"])
+    assert t["retired"] == ["app2"]
+    assert [s["host"] for s in t["upstream"]] == ["app1", "app1"]
+    assert "10.0.0.22" not in t["allow"]["postgres_clients"]
+    assert "app2" not in t["addresses"]
+
+
+def test_an_address_without_private_ip_comes_from_facts():
+    t = topology(
+        app2={"private_ip": None, "ansible_facts": {"default_ipv4": {"address": "192.0.2.7"}}}
+    )
+    assert t["addresses"]["app2"] == "192.0.2.7"
+    assert ("192.0.2.7", 8001) in [(s["address"], s["port"]) for s in t["upstream"]]
+
+
+def test_an_address_that_cannot_be_known_names_the_fix():
+    groups, hostvars = inventory()
+    hostvars["app2"] = {"ansible_host": "app2.example.org"}
+    with pytest.raises(ff.AnsibleFilterError, match="Set private_ip"):
+        ff.flaskfleet_topology(groups, hostvars, "", SETTINGS)
+
+
+def test_urls_are_empty_without_credentials():
+    groups, hostvars = inventory()
+    t = ff.flaskfleet_topology(groups, hostvars)
+    assert t["urls"] == {"database": "", "replicas": [], "cache": "", "broker": ""}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"postgres_primary": []}, "it needs exactly one"),
+        ({"postgres_primary": ["db1", "db4"]}, "it needs exactly one"),
+        ({"postgres_replicas": ["db1"]}, "in both postgres_primary and postgres_replicas"),
+        ({"appservers": []}, "at least one host in appservers"),
+        ({"redis": []}, "Group redis has 0 host(s)"),
+        ({"w1": {"celery_beat": True}, "w2": {"celery_beat": True}}, "two beat processes"),
+        ({"retired": ["app1"]}, "is in the retired group and still in a service group"),
+        ({"app1": {"private_ip": "app-one"}}, "is not an IP address"),
+        ({"app1": {"flaskfleet_gunicorn_instances": 0}}, "must be a whole number from 1 to 64"),
+        ({"app1": {"flaskfleet_gunicorn_instances": "two"}}, "must be a whole number from 1 to 64"),
+        ({"app1": {"flaskfleet_gunicorn_base_port": 80}}, "must be a port from 1024"),
+        ({"app1": {"flaskfleet_upstream_weight": 0}}, "flaskfleet_upstream_weight=0"),
+        ({"app1": {"flaskfleet_drain": "maybe"}}, "flaskfleet_drain must be true or false"),
+        ({"r1": {"flaskfleet_redis_broker_port": 6379}}, "need a port each"),
+        ({"app1": {"gunicorn_instances": 3}}, "set flaskfleet_gunicorn_instances instead"),
+    ],
+)
+def test_a_broken_inventory_is_refused_with_the_fix(overrides, message):
+    groups, hostvars = inventory(**overrides)
+    problems = ff.flaskfleet_topology_problems(groups, hostvars)
+    assert any(message in p for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"app1": {"flaskfleet_gunicorn_instances": 0}},
+        {"app1": {"flaskfleet_upstream_weight": "heavy"}},
+        {"r1": {"flaskfleet_redis_broker_port": 6379}},
+        {"w1": {"celery_beat": "maybe"}},
+    ],
+)
+def test_the_model_refuses_values_it_cannot_use(overrides):
+    groups, hostvars = inventory(**overrides)
+    with pytest.raises(ff.AnsibleFilterError, match="not usable"):
+        ff.flaskfleet_topology(groups, hostvars, "", SETTINGS)
+
+
+def test_a_partial_inventory_gets_the_wiring_of_what_it_holds():
+    # A role scenario: a load balancer and app servers only.
+    t = topology(postgres_primary=[], postgres_replicas=[], redis=[], workers=[])
+    assert t["primary"] is None and t["redis"] is None
+    assert t["urls"] == {"database": "", "replicas": [], "cache": "", "broker": ""}
+    assert len(t["upstream"]) == 4
+
+
+def test_a_primary_override_must_name_a_database_host():
+    groups, hostvars = inventory()
+    assert any(
+        "flaskfleet_primary_override=app1" in p
+        for p in ff.flaskfleet_topology_problems(groups, hostvars, "app1")
+    )
+
+
+def test_a_good_inventory_has_no_problem():
+    groups, hostvars = inventory()
+    assert ff.flaskfleet_topology_problems(groups, hostvars) == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "role", "variable"),
+    [
+        ("flaskfleet_gunicorn_instances", "gunicorn", "gunicorn_instances"),
+        ("flaskfleet_gunicorn_base_port", "gunicorn", "gunicorn_base_port"),
+        ("flaskfleet_redis_cache_port", "redis", "redis_cache_port"),
+        ("flaskfleet_redis_broker_port", "redis", "redis_broker_port"),
+    ],
+)
+def test_the_model_and_the_roles_share_one_default(setting, role, variable):
+    defaults = yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text())
+    assert ff.DEFAULTS[setting] == defaults[variable]
