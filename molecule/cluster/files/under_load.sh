@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Run a command while tools/loadgen.py sends steady traffic to the load
-# balancer's published port; write the load report to $1.
+# balancer's published port (FF_LOAD_URL, default http://127.0.0.1:18080).
+# The load report (JSON) goes to REPORT and what the load generator printed to
+# REPORT with .log for .json: both stay as the scenario's artifacts.
 # Usage: under_load.sh REPORT RATE -- command...
-# Exit status: the command's. The report says how many requests failed.
+# Exit status: the command's; 70 if it succeeded but the load generator left no report.
 set -uo pipefail
 report="$1"; rate="$2"; shift 3
+log="${report%.json}.log"
+url="${FF_LOAD_URL:-http://127.0.0.1:18080}"
 root="$(cd "$(dirname "$0")/../../.." && pwd)"
 stop="$(mktemp -u /tmp/ff-load-stop.XXXXXX)"
-python3 "$root/tools/loadgen.py" --url http://127.0.0.1:18080 --rate "$rate" --concurrency 8 \
-  --duration 1500 --stop-file "$stop" --report "$report" >/dev/null 2>&1 &
+mkdir -p "$(dirname "$report")"
+rm -f "$report"
+python3 "$root/tools/loadgen.py" --url "$url" --rate "$rate" --concurrency 8 \
+  --duration 1500 --stop-file "$stop" --report "$report" >"$log" 2>&1 &
 load=$!
 sleep 3
 "$@"
@@ -17,4 +23,9 @@ sleep 3
 touch "$stop"
 wait "$load"
 rm -f "$stop"
+if [ ! -s "$report" ]; then
+  echo "under_load.sh: the load generator left no report in $report; its output ($log):" >&2
+  tail -n 40 "$log" >&2
+  [ "$rc" -ne 0 ] || rc=70
+fi
 exit "$rc"
