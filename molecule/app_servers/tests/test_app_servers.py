@@ -7,11 +7,11 @@ version in app_src/pyproject.toml): A is live, B stays on disk for the next swit
 import json
 import os
 import re
-import time
 import tomllib
 from pathlib import Path
 
 import pytest
+from fftest import wait_for
 
 testinfra_hosts = ["ff-appsrv-app1"]
 
@@ -144,17 +144,18 @@ def test_master_killed_with_sigkill_is_restarted(host, port):
     old = host.run(f"systemctl show -P MainPID {unit}").stdout.strip()
     assert old not in ("", "0")
     assert host.run(f"kill -9 {old}").rc == 0
-    new = old
-    for _ in range(60):  # poll; the restart delay is the unit's business, not the test's
+
+    def restarted():  # the restart delay is the unit's business, not the test's
         new = host.run(f"systemctl show -P MainPID {unit}").stdout.strip()
-        if new not in ("", "0", old) and host.service(unit).is_running:
-            break
-        time.sleep(1)
-    assert new not in ("", "0", old), _journal(host, port)
-    for _ in range(60):
-        if host.run(f"curl -sf --max-time 5 http://127.0.0.1:{port}/healthz").rc == 0:
-            break
-        time.sleep(1)
+        return new not in ("", "0", old) and host.service(unit).is_running
+
+    wait_for(restarted, 60, f"{unit} to restart", interval=1, diagnose=lambda: _journal(host, port))
+    wait_for(
+        lambda: host.run(f"curl -sf --max-time 5 http://127.0.0.1:{port}/healthz").rc == 0,
+        60,
+        f"{unit} to answer /healthz",
+        interval=1,
+    )
     status, _, body = _get(host, f"http://127.0.0.1:{port}/healthz")
     assert status == 200, _journal(host, port)
     assert json.loads(body)["version"] == RELEASE_A

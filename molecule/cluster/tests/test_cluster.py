@@ -5,25 +5,13 @@ port 80, published by molecule.yml); host checks run on the lab containers.
 """
 
 import json
-import os
 import time
 
 import pytest
 import requests
-import testinfra
-import testinfra.utils.ansible_runner
+from fftest import hosts_in, remote, wait_for
 
 LB = "http://127.0.0.1:18080"
-INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
-
-
-def hosts_in(group):
-    """Inventory hosts of a group, as Ansible resolves them."""
-    return sorted(testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts(group))
-
-
-def remote(name):
-    return testinfra.get_host(f"ansible://{name}", ansible_inventory=INVENTORY)
 
 
 def instances():
@@ -37,17 +25,6 @@ def instances():
         hostname = h.check_output("hostname")
         result |= {f"{hostname}:{base + i}" for i in range(count)}
     return result
-
-
-def poll(fn, timeout=30.0, interval=0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    return last
 
 
 def test_every_instance_of_every_app_server_takes_traffic():
@@ -79,8 +56,7 @@ def test_write_through_lb_then_read_from_replica_with_cache():
         r = requests.get(f"{LB}/api/articles/{article_id}", timeout=5)
         return r if r.status_code == 200 and r.headers.get("X-DB") == "replica" else None
 
-    first = poll(read_from_replica)
-    assert first is not None, "the article never became readable from a replica"
+    first = wait_for(read_from_replica, 30, "the article to be readable from a replica")
     assert first.json()["title"] == title
     again = requests.get(f"{LB}/api/articles/{article_id}", timeout=5)
     assert again.status_code == 200
@@ -97,8 +73,7 @@ def test_background_job_runs_to_completion():
         body = r.json()
         return body if body.get("status") in ("success", "failure") else None
 
-    body = poll(done, timeout=60)
-    assert body is not None, "the report job did not finish within 60 s"
+    body = wait_for(done, 60, "the report job to finish")
     assert body["status"] == "success", json.dumps(body)
 
 

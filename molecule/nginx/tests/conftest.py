@@ -9,8 +9,7 @@ import os
 import uuid
 
 import pytest
-import testinfra
-from testinfra.utils.ansible_runner import AnsibleRunner
+from fftest import hosts_in, remote
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 LB = "ff-nginx-lb"
@@ -22,8 +21,7 @@ SITE_CONF = "/etc/nginx/flaskfleet/site.conf"
 STATIC_ROOT = "/var/www/flaskfleet/static"
 
 
-def get_host(name):
-    return testinfra.get_host(f"ansible://{name}", ansible_inventory=INVENTORY)
+get_host = remote  # the name this scenario's tests use
 
 
 def marker():
@@ -56,7 +54,7 @@ def received(backend, port, needle):
 def app_instances():
     """hostname:port of every responder in the base upstream, from the inventory."""
     names = []
-    for name in AnsibleRunner(INVENTORY).get_hosts("appservers"):
+    for name in hosts_in("appservers"):
         variables = get_host(name).ansible.get_variables()
         base = variables["flaskfleet_gunicorn_base_port"]
         count = variables["flaskfleet_gunicorn_instances"]

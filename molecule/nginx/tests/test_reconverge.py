@@ -9,10 +9,10 @@ order; the last one puts the converged configuration back.
 import json
 import os
 import subprocess
-import time
 
 import pytest
 from conftest import INVENTORY, LB, SITE_CONF, STATIC_ROOT, get_host, marker, received, send
+from fftest import wait_for
 
 testinfra_hosts = [LB]
 
@@ -41,11 +41,12 @@ def workers(host):
 
 def wait_for_new_workers(host, old):
     """A reload replaces every worker; wait until the old ones are gone."""
-    for _ in range(50):
-        if not workers(host) & old:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"nginx workers {old} were not replaced: no reload happened")
+    wait_for(
+        lambda: not workers(host) & old,
+        10,
+        f"nginx workers {old} to be replaced (no reload happened?)",
+        interval=0.2,
+    )
 
 
 def converge_and_reload(host, *args):

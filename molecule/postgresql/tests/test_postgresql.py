@@ -9,11 +9,11 @@ the inventory's.
 import functools
 import json
 import os
-import time
 import uuid
 
 import pytest
 import testinfra
+from fftest import remote, wait_for
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 TOPOLOGY_FILE = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "postgres_topology.json")
@@ -45,18 +45,14 @@ def _host(name):
     return testinfra.get_host(f"docker://{name}")
 
 
-def _ansible(name):
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
-
-
 def _vars(name):
-    return _ansible(name).ansible.get_variables()
+    return remote(name).ansible.get_variables()
 
 
 @functools.cache
 def _secret(name, var):
     """A variable templated by Ansible (the passwords come from a lookup)."""
-    return _ansible(name).ansible("ansible.builtin.debug", f"var={var}", check=False)[var]
+    return remote(name).ansible("ansible.builtin.debug", f"var={var}", check=False)[var]
 
 
 def _sql(name, query, db="postgres"):
@@ -96,13 +92,13 @@ def test_row_written_on_primary_is_read_on_replica(replica):
     token = uuid.uuid4().hex
     _sql(PRIMARY, "CREATE TABLE IF NOT EXISTS replication_probe (token text PRIMARY KEY)", db)
     _sql(PRIMARY, f"INSERT INTO replication_probe VALUES ('{token}')", db)
-    seen = ""
-    for _ in range(30):  # bounded poll: up to ~15 s
-        seen = _sql(replica, f"SELECT count(*) FROM replication_probe WHERE token = '{token}'", db)
-        if seen == "1":
-            break
-        time.sleep(0.5)
-    assert seen == "1", f"row {token} not replicated to {replica}\n" + _journal(replica)
+    query = f"SELECT count(*) FROM replication_probe WHERE token = '{token}'"
+    wait_for(
+        lambda: _sql(replica, query, db) == "1",
+        15,
+        f"row {token} to be replicated to {replica}",
+        diagnose=lambda: _journal(replica),
+    )
 
 
 @pytest.mark.parametrize("replica", REPLICAS)

@@ -1,0 +1,42 @@
+"""Helpers shared by the testinfra suites of every scenario (molecule/pytest.ini puts this
+directory on sys.path): hosts from the scenario's inventory, bounded polls, journals."""
+
+import os
+import time
+
+import testinfra
+import testinfra.utils.ansible_runner
+
+
+def inventory():
+    """The scenario's inventory, as molecule wrote it."""
+    return os.environ["MOLECULE_INVENTORY_FILE"]
+
+
+def remote(name):
+    """A testinfra host reached through Ansible with the scenario's inventory."""
+    return testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory())
+
+
+def hosts_in(group):
+    """Inventory hosts of a group, as Ansible resolves them."""
+    return sorted(testinfra.utils.ansible_runner.AnsibleRunner(inventory()).get_hosts(group))
+
+
+def wait_for(predicate, timeout, what, interval=0.5, diagnose=None):
+    """Poll predicate() until it returns something truthy and return that, or fail after
+    timeout seconds, naming what was awaited (with diagnose(), e.g. a journal)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            extra = f"\n{diagnose()}" if diagnose else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{extra}")
+        time.sleep(interval)
+
+
+def journal(host, unit, lines=60):
+    """The tail of a unit's journal, for failure messages."""
+    return host.run(f"journalctl -u {unit} -n {lines} --no-pager").stdout
