@@ -505,6 +505,46 @@ def flaskfleet_spec_without_defaults(options: dict) -> dict:
     return strip(options)
 
 
+# The sandbox every service flaskfleet owns runs in (gunicorn, celery worker
+# and beat units). Units add to it or override a directive; a list value
+# repeats the directive.
+SYSTEMD_SANDBOX = {
+    "NoNewPrivileges": "yes",
+    "CapabilityBoundingSet": "",
+    "AmbientCapabilities": "",
+    "ProtectSystem": "strict",
+    "ProtectHome": "yes",
+    "PrivateTmp": "yes",
+    "PrivateDevices": "yes",
+    "ProtectKernelTunables": "yes",
+    "ProtectKernelModules": "yes",
+    "ProtectKernelLogs": "yes",
+    "ProtectControlGroups": "yes",
+    "ProtectClock": "yes",
+    "ProtectHostname": "yes",
+    "ProtectProc": "invisible",
+    "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
+    "RestrictNamespaces": "yes",
+    "RestrictRealtime": "yes",
+    "RestrictSUIDSGID": "yes",
+    "LockPersonality": "yes",
+    "SystemCallArchitectures": "native",
+    "SystemCallFilter": ["@system-service", "~@privileged"],
+}
+
+
+def flaskfleet_systemd_sandbox(extra=None) -> str:
+    """The [Service] sandbox directives, one per line, with ``extra`` added or overriding."""
+    directives = {**SYSTEMD_SANDBOX, **dict(extra or {})}
+    lines = []
+    for name, value in directives.items():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, bool):
+                item = "yes" if item else "no"
+            lines.append(f"{name}={item}")
+    return "\n".join(lines)
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -516,6 +556,7 @@ class FilterModule:
             "flaskfleet_topology": flaskfleet_topology,
             "flaskfleet_topology_problems": flaskfleet_topology_problems,
             "flaskfleet_role_hosts": flaskfleet_role_hosts,
+            "flaskfleet_systemd_sandbox": flaskfleet_systemd_sandbox,
             "flaskfleet_postgres_url": flaskfleet_postgres_url,
             "flaskfleet_redis_url": flaskfleet_redis_url,
         }

@@ -71,3 +71,17 @@ def test_spec_without_defaults_strips_nested_defaults():
         "a": {"type": "int"},
         "b": {"type": "list", "elements": "dict", "options": {"c": {}}},
     }
+
+
+def test_systemd_sandbox_is_shared_and_extended():
+    base = ff.flaskfleet_systemd_sandbox().splitlines()
+    assert "NoNewPrivileges=yes" in base
+    assert "SystemCallFilter=~@privileged" in base
+    extended = ff.flaskfleet_systemd_sandbox(
+        {"MemoryDenyWriteExecute": False, "SystemCallFilter": ["@system-service", "~@resources"]}
+    ).splitlines()
+    assert "MemoryDenyWriteExecute=no" in extended
+    assert [line for line in extended if line.startswith("SystemCallFilter=")] == [
+        "SystemCallFilter=@system-service",
+        "SystemCallFilter=~@resources",
+    ]
