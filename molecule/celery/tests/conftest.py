@@ -1,33 +1,12 @@
-"""Shared helpers: run code in the workers' own environment, read the database."""
+"""Scenario helpers: run code in the workers' own environment, read the database.
+(Host lookups, polls and journals come from molecule/_shared/fftest.py.)"""
 
 import json
-import os
-import time
 
 import pytest
-import testinfra
+from fftest import journal, remote
 
 DATA_HOST = "ff-celery-data"
-
-
-def get_host(name):
-    return testinfra.get_host(
-        f"ansible://{name}", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"]
-    )
-
-
-def wait_for(predicate, timeout, what, interval=0.5, diagnose=None):
-    """Poll predicate() until it returns something truthy, or fail after timeout seconds
-    (with diagnose(), e.g. a journal, in the message)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            extra = f"\n{diagnose()}" if diagnose else ""
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}{extra}")
-        time.sleep(interval)
 
 
 class Workers:
@@ -76,20 +55,34 @@ class Workers:
         return json.loads(out.stdout.strip().splitlines()[-1])[node]
 
     def journal(self, unit, lines=80):
-        return self.host.run(f"journalctl -u {unit} -n {lines} --no-pager").stdout
+        return journal(self.host, unit, lines)
+
+    def unit_pids(self, unit):
+        """PIDs of the processes in a unit (the worker and its pool children)."""
+        ps = self.host.check_output("ps -e -o pid= -o unit=")
+        return {pid for pid, owner in (ln.split() for ln in ps.splitlines()) if owner == unit}
 
 
 class Database:
     """psql as postgres on the data host: an observer independent of the app."""
 
     def __init__(self):
-        self.host = get_host(DATA_HOST)
+        self.host = remote(DATA_HOST)
         self.name = self.host.ansible.get_variables()["flaskfleet_db_name"]
 
     def query(self, sql):
         out = self.host.run("runuser -u postgres -- psql -X -d %s -tA -F '|' -c %s", self.name, sql)
         assert out.rc == 0, out.stderr
         return [line.split("|") for line in out.stdout.splitlines() if line]
+
+    def executions(self, key):
+        """[(hostname, pid, finished_at as epoch seconds or None)] of a slow_count job's
+        executions, oldest first."""
+        rows = self.query(
+            "select hostname, pid, coalesce(extract(epoch from finished_at)::text, '') "
+            f"from job_executions where key = '{key}' order by id"
+        )
+        return [(h.rsplit(":", 1)[0], p, float(f) if f else None) for h, p, f in rows]
 
     def job(self, key):
         """Executions of a slow_count job and whether its effect was applied (once at most)."""

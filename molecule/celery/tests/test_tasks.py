@@ -7,12 +7,37 @@ of the `jobs` queue: a job sent there runs in celery-worker@jobs on this host.
 import uuid
 
 import pytest
-from conftest import wait_for
+from fftest import wait_for
 
 testinfra_hosts = ["ff-celery-w1"]
 
 SLOW = "flaskfleet_app.tasks.slow_count"
 JOBS_UNIT = "celery-worker@jobs"
+JOBS_SERVICE = f"{JOBS_UNIT}.service"  # as ps names the unit of a process
+START_TIMEOUT = 60  # seconds for a sent job to start (an execution row appears)
+
+
+@pytest.fixture()
+def job_seconds(workers):
+    """How long the jobs of the shutdown tests run (molecule.yml): long enough that a job
+    is still running while the test acts on it, on 2 busy cores."""
+    return int(workers.vars["molecule_job_seconds"])
+
+
+def start_job(workers, db, key, seconds):
+    """Send a slow job to the jobs worker and wait until it runs; return its PID, which
+    must belong to celery-worker@jobs on this host."""
+    workers.send(SLOW, {"key": key, "seconds": seconds}, queue="jobs")
+    ((hostname, pid, finished),) = wait_for(
+        lambda: db.executions(key),
+        START_TIMEOUT,
+        f"job {key} to start",
+        diagnose=lambda: workers.journal(JOBS_UNIT, 40),
+    )
+    assert hostname == workers.nodename
+    assert finished is None, f"job {key} already finished: raise molecule_job_seconds"
+    assert pid in workers.unit_pids(JOBS_SERVICE), f"PID {pid} is not in {JOBS_UNIT}"
+    return pid
 
 
 def new_key(prefix):
@@ -27,13 +52,11 @@ def test_a_task_sent_through_the_broker_runs_and_its_result_is_visible(workers, 
     assert sent["result"]["applied"] is True
     assert db.job(key) == {"executions": 1, "finished": 1, "effects": 1, "last_finished": True}
     if queue == "jobs":  # only this host's jobs worker consumes `jobs`
-        hostname, pid = db.query(f"select hostname from job_effects where key = '{key}'")[0][
-            0
-        ].rsplit(":", 1)
+        ((hostname, pid, _),) = db.executions(key)
         assert hostname == workers.nodename
-        # The task ran in a process of celery-worker@jobs (or one it has since recycled).
-        owner = workers.host.run(f"cat /proc/{pid}/cgroup")
-        assert owner.rc != 0 or f"{JOBS_UNIT}.service" in owner.stdout
+        # It ran in a pool process of celery-worker@jobs, which is still there: the jobs
+        # worker recycles no children (no max_tasks_per_child) and has not restarted yet.
+        assert pid in workers.unit_pids(JOBS_SERVICE), f"PID {pid} is not in {JOBS_UNIT}"
 
 
 def test_beat_fires_the_periodic_task_from_one_host(workers, db):
@@ -49,18 +72,22 @@ def test_beat_fires_the_periodic_task_from_one_host(workers, db):
     assert schedulers == {"ff-celery-w2"}  # the host with celery_beat: true, not the first worker
 
 
-def test_stop_lets_the_running_task_finish_first(workers, db):
+def test_stop_lets_the_running_task_finish_first(workers, db, job_seconds):
     host = workers.host
     key = new_key("warm")
-    workers.send(SLOW, {"key": key, "seconds": 6}, queue="jobs")
+    start_job(workers, db, key, job_seconds)
     try:
-        wait_for(lambda: db.job(key)["executions"] == 1, 30, "the job to start")
-        assert db.job(key)["effects"] == 0  # still running when the stop begins
+        # The containers share one kernel clock: the worker's finished_at and this are
+        # comparable.
+        stop_began = float(host.check_output("date +%s.%N"))
         stop = host.run(f"systemctl stop {JOBS_UNIT}")  # returns once the unit is down
         assert stop.rc == 0, stop.stderr
         # By then the task finished and applied its effect: warm shutdown, no SIGKILL.
         status = db.job(key)
         assert (status["executions"], status["finished"], status["effects"]) == (1, 1, 1)
+        # ...and it finished after the stop began: it was running when the stop came.
+        ((_, _, finished_at),) = db.executions(key)
+        assert finished_at > stop_began, (finished_at, stop_began, "raise molecule_job_seconds")
         props = host.service(JOBS_UNIT).systemd_properties
         assert props["ActiveState"] == "inactive"
         assert props["Result"] == "success", workers.journal(JOBS_UNIT)
@@ -70,16 +97,19 @@ def test_stop_lets_the_running_task_finish_first(workers, db):
 
 
 @pytest.mark.parametrize("whom", ["all", "main"])
-def test_a_worker_killed_mid_task_gets_the_task_redelivered_and_applied_once(workers, db, whom):
+def test_a_worker_killed_mid_task_gets_the_task_redelivered_and_applied_once(
+    workers, db, whom, job_seconds
+):
     host = workers.host
     key = new_key(f"kill-{whom}")
     restarts = int(host.service(JOBS_UNIT).systemd_properties["NRestarts"])
-    workers.send(SLOW, {"key": key, "seconds": 4}, queue="jobs")
-    wait_for(lambda: db.job(key)["executions"] == 1, 30, "the job to start")
+    pid = start_job(workers, db, key, job_seconds)
     kill = host.run(f"systemctl kill --kill-whom={whom} --signal=SIGKILL {JOBS_UNIT}")
     assert kill.rc == 0, kill.stderr
     if whom == "all":
-        assert db.job(key)["effects"] == 0  # killed before its effect
+        # The pool process running the job died with it, before its effect.
+        wait_for(lambda: pid not in workers.unit_pids(JOBS_SERVICE), 30, f"PID {pid} to die")
+        assert db.job(key)["effects"] == 0
     # systemd restarts the worker (Restart=on-failure)...
     wait_for(
         lambda: (
@@ -94,7 +124,7 @@ def test_a_worker_killed_mid_task_gets_the_task_redelivered_and_applied_once(wor
     visibility = int(workers.vars["celery_visibility_timeout"])
     status = wait_for(
         lambda: (s := db.job(key))["executions"] >= 2 and s["last_finished"] and s,
-        visibility + 60,
+        visibility + job_seconds + 60,
         "the job to be redelivered and finish",
         diagnose=lambda: workers.journal(JOBS_UNIT, 40),
     )
