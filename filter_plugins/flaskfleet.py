@@ -72,13 +72,46 @@ def flaskfleet_slot_name(host: str) -> str:
 
 
 def flaskfleet_postgres_url(
-    address: str, user: str, password: str, dbname: str, port: int = 5432
+    address: str, user: str, password: str, dbname: str, port: int = 5432, **params
 ) -> str:
-    """A SQLAlchemy URL (psycopg 3 driver) with credentials quoted."""
+    """A SQLAlchemy URL (psycopg 3 driver) with credentials quoted, ``params`` as its query."""
+    query = "&".join(f"{k}={quote(str(v), safe='')}" for k, v in params.items())
     return (
         f"postgresql+psycopg://{quote(str(user), safe='')}:{quote(str(password), safe='')}"
-        f"@{address}:{int(port)}/{quote(str(dbname), safe='')}"
+        f"@{_host_port(address, port)}/{quote(str(dbname), safe='')}"
+        + (f"?{query}" if query else "")
     )
+
+
+# libpq's connect_timeout (seconds, its minimum is 2) in the URLs the app gets: a dead host in
+# a multi-host URL costs a new connection at most this long before the next host is tried.
+DB_CONNECT_TIMEOUT = 2
+
+
+def flaskfleet_postgres_multihost_url(
+    nodes, user: str, password: str, dbname: str, **params
+) -> str:
+    """A SQLAlchemy URL (psycopg 3) over several servers, tried in order by libpq.
+
+    ``nodes`` is ``[(address, port), ...]``; each becomes a ``host=address:port`` query
+    parameter (SQLAlchemy's multi-host form), followed by ``params`` (for example
+    ``target_session_attrs=read-write``: libpq skips a server that does not accept writes).
+    """
+    if not nodes:
+        raise AnsibleFilterError("a PostgreSQL URL needs at least one host")
+    query = [f"host={_host_port(address, port)}" for address, port in nodes]
+    query += [f"{k}={quote(str(v), safe='')}" for k, v in params.items()]
+    return (
+        f"postgresql+psycopg://{quote(str(user), safe='')}:{quote(str(password), safe='')}"
+        f"@/{quote(str(dbname), safe='')}?{'&'.join(query)}"
+    )
+
+
+def _host_port(address, port) -> str:
+    address = str(address)
+    if ":" in address:  # IPv6
+        address = f"[{address}]"
+    return f"{address}:{int(port)}"
 
 
 def flaskfleet_redis_url(address: str, password: str, port: int, db: int = 0) -> str:
@@ -432,12 +465,27 @@ def flaskfleet_topology(groups, hostvars, primary_override: str = "", settings=N
     app_clients = unique([a["address"] for a in appservers] + [w["address"] for w in workers])
     db_args = [settings.get(k) for k in ("db_user", "db_password", "db_name")]
     have_db = primary is not None and all(v is not None for v in db_args)
+    # Writes: every database host, the primary first, and libpq connects to the first one
+    # that accepts writes. After a promotion the app reaches the new primary with no
+    # re-render; the fenced former primary is left out. Reads: one URL per replica (the app
+    # spreads reads over them and falls back to the write URL), with no session
+    # requirement, so a promoted replica still serves reads from an older rendering.
+    # docs/architecture.md ("Database endpoints") says why.
+    db_nodes = [(n["address"], n["port"]) for n in ([primary] if primary else []) + replicas]
     urls = {
-        "database": flaskfleet_postgres_url(primary["address"], *db_args, port=pg_port)
+        "database": flaskfleet_postgres_multihost_url(
+            db_nodes,
+            *db_args,
+            target_session_attrs="read-write",
+            connect_timeout=DB_CONNECT_TIMEOUT,
+        )
         if have_db
         else "",
         "replicas": [
-            flaskfleet_postgres_url(r["address"], *db_args, port=pg_port) for r in replicas
+            flaskfleet_postgres_url(
+                r["address"], *db_args, port=r["port"], connect_timeout=DB_CONNECT_TIMEOUT
+            )
+            for r in replicas
         ]
         if have_db
         else [],
@@ -558,5 +606,6 @@ class FilterModule:
             "flaskfleet_role_hosts": flaskfleet_role_hosts,
             "flaskfleet_systemd_sandbox": flaskfleet_systemd_sandbox,
             "flaskfleet_postgres_url": flaskfleet_postgres_url,
+            "flaskfleet_postgres_multihost_url": flaskfleet_postgres_multihost_url,
             "flaskfleet_redis_url": flaskfleet_redis_url,
         }

@@ -2,6 +2,7 @@
 
 import sys
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
@@ -72,10 +73,11 @@ def test_the_default_inventory_wires_every_tier():
         "broker_port": 6380,
     }
     assert t["urls"] == {
-        "database": "postgresql+psycopg://app:pw@10.0.0.51:5432/app",
+        "database": "postgresql+psycopg://app:pw@/app?host=10.0.0.51:5432&host=10.0.0.52:5432"
+        "&host=10.0.0.53:5432&target_session_attrs=read-write&connect_timeout=2",
         "replicas": [
-            "postgresql+psycopg://app:pw@10.0.0.52:5432/app",
-            "postgresql+psycopg://app:pw@10.0.0.53:5432/app",
+            "postgresql+psycopg://app:pw@10.0.0.52:5432/app?connect_timeout=2",
+            "postgresql+psycopg://app:pw@10.0.0.53:5432/app?connect_timeout=2",
         ],
         "cache": "redis://:cpw@10.0.0.41:6379/0",
         "broker": "redis://:bpw@10.0.0.41:6380/0",
@@ -124,8 +126,62 @@ def test_a_promoted_primary():
     assert [r["host"] for r in t["replicas"]] == ["db3"]
     assert t["replica_slots"] == ["db3"]
     assert t["fenced"] == ["db1"]
-    assert t["urls"]["database"].endswith("@10.0.0.52:5432/app")
+    # The new primary first, the fenced one out of every URL.
+    assert write_hosts(t) == ["10.0.0.52:5432", "10.0.0.53:5432"]
+    assert t["urls"]["replicas"] == [
+        "postgresql+psycopg://app:pw@10.0.0.53:5432/app?connect_timeout=2"
+    ]
     assert t["postgres_hosts"] == ["db2", "db3"]
+
+
+def write_hosts(t):
+    """The hosts of the write URL, in the order libpq tries them."""
+    query = parse_qs(urlsplit(t["urls"]["database"]).query)
+    assert query["target_session_attrs"] == ["read-write"]
+    return query["host"]
+
+
+def test_the_write_url_names_every_database_host_primary_first():
+    t = topology()
+    assert write_hosts(t) == ["10.0.0.51:5432", "10.0.0.52:5432", "10.0.0.53:5432"]
+    query = parse_qs(urlsplit(t["urls"]["database"]).query)
+    assert query["connect_timeout"] == [str(ff.DB_CONNECT_TIMEOUT)]
+    # A primary listed after the replicas in the inventory still comes first.
+    t = topology(postgres_primary=["db3"], postgres_replicas=["db1", "db2"])
+    assert write_hosts(t) == ["10.0.0.53:5432", "10.0.0.51:5432", "10.0.0.52:5432"]
+    # Without replicas, the write URL is the primary alone.
+    assert write_hosts(topology(postgres_replicas=[])) == ["10.0.0.51:5432"]
+
+
+def test_the_url_rendered_before_a_promotion_still_reaches_the_promoted_host():
+    # What an app server that was not re-rendered holds: the promoted replica is in its
+    # write URL (target_session_attrs picks it once it accepts writes) and in its reads.
+    before, after = topology(), topology(primary_override="db3")
+    assert after["primary"]["address"] + ":5432" in write_hosts(before)
+    assert any("@10.0.0.53:5432/" in u for u in before["urls"]["replicas"])
+    assert write_hosts(after)[0] == "10.0.0.53:5432"
+
+
+def test_read_urls_have_no_session_requirement():
+    for url in topology()["urls"]["replicas"]:
+        assert "target_session_attrs" not in url
+        assert url.endswith(f"?connect_timeout={ff.DB_CONNECT_TIMEOUT}")
+
+
+def test_multihost_urls_quote_credentials_and_bracket_ipv6():
+    url = ff.flaskfleet_postgres_multihost_url(
+        [("fd00::5", 5432), ("10.0.0.6", 5433)],
+        "app",
+        "p@ss/w:rd",
+        "db",
+        target_session_attrs="any",
+    )
+    assert url == (
+        "postgresql+psycopg://app:p%40ss%2Fw%3Ard@/db?host=[fd00::5]:5432&host=10.0.0.6:5433"
+        "&target_session_attrs=any"
+    )
+    with pytest.raises(ff.AnsibleFilterError, match="at least one host"):
+        ff.flaskfleet_postgres_multihost_url([], "app", "pw", "db")
 
 
 def test_the_old_primary_moved_to_the_replicas_follows_the_new_one():

@@ -21,7 +21,10 @@ APP_PASSWORD = "app-db-pw-123"
 CACHE_PASSWORD = "cache-pw-456"
 BROKER_PASSWORD = "broker-pw-789"
 SECRET = "test-secret-key-0123456789"
-TABLES = "articles, tags, article_tags, reports, job_executions, job_effects, beat_heartbeats"
+TABLES = (
+    "articles, tags, article_tags, reports, job_executions, job_effects, job_failures, "
+    "beat_heartbeats"
+)
 
 
 @pytest.fixture(scope="session")

@@ -95,6 +95,10 @@ class PostgresServer:
             "UTF8",
             "--no-sync",
         )
+        return self.launch()
+
+    def launch(self) -> PostgresServer:
+        """Start the (initialised) server; also after halt()."""
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
@@ -105,6 +109,19 @@ class PostgresServer:
             "-t", "60", "-o", options, "start",
         )  # fmt: skip
         return self
+
+    def halt(self, mode: str = "fast") -> None:
+        """Stop the server and keep its data (launch() starts it again)."""
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def set_read_only(self, read_only: bool) -> None:
+        """Make every new session read-only (what a standby is to target_session_attrs)."""
+        with self.admin() as conn:
+            if read_only:
+                conn.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+            else:
+                conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
+            conn.execute("SELECT pg_reload_conf()")
 
     def stop(self) -> None:
         with contextlib.suppress(Exception):

@@ -1,11 +1,13 @@
 """Configuration comes only from the environment; bad input refuses to start, clearly."""
 
+import json
+
 import pytest
 from conftest import SECRET
 from servers import run, venv_bin
 
 from flaskfleet_app import create_app
-from flaskfleet_app.config import ConfigError, Settings
+from flaskfleet_app.config import ConfigError, Settings, url_servers
 
 GOOD = {
     "FLASKFLEET_DATABASE_URL": "postgresql+psycopg://app:dbpw-secret@10.0.0.5:5432/flaskfleet",
@@ -31,7 +33,9 @@ def test_defaults():
     assert s.trusted_proxies == 1
     assert s.max_content_length == 1024 * 1024
     assert s.task_time_limit == 300 and s.task_soft_time_limit < 300
-    assert s.visibility_timeout == 3600
+    # Derived from the time limit (300 s + 60 s), not Celery's default hour.
+    assert s.visibility_timeout == 360
+    assert (s.task_retries, s.task_retry_base, s.task_retry_max_delay) == (10, 2.0, 30.0)
     assert s.release == "1.0.0"
     assert s.instance  # hostname:pid
 
@@ -91,14 +95,24 @@ def test_missing_required(name):
         ("FLASKFLEET_DB_POOL_SIZE", "five", "is not an integer"),
         ("FLASKFLEET_DB_POOL_SIZE", "0", "too small"),
         ("FLASKFLEET_DB_POOL_PRE_PING", "maybe", "not a boolean"),
-        ("FLASKFLEET_TASK_TIME_LIMIT", "4000", "FLASKFLEET_VISIBILITY_TIMEOUT (3600s) must be"),
+        ("FLASKFLEET_VISIBILITY_TIMEOUT", "3600", "must be greater than FLASKFLEET_TASK_TIME"),
+        ("FLASKFLEET_TASK_RETRY_MAX_DELAY", "60", "must be below 60s"),
+        ("FLASKFLEET_TASK_RETRIES", "-1", "too small"),
+        (
+            "FLASKFLEET_DATABASE_URL",
+            "postgresql+psycopg://u:p@/db?target_session_attrs=read-write",
+            "lacks a host or data",
+        ),
         ("FLASKFLEET_VISIBILITY_TIMEOUT", "300", "must be greater than"),
         ("FLASKFLEET_TASK_SOFT_TIME_LIMIT", "301", "must not exceed"),
         ("FLASKFLEET_SLOW_DEFAULT_MS", "-1", "too small"),
     ],
 )
 def test_malformed(name, value, expected):
-    message = problems({**GOOD, name: value})
+    env = {**GOOD, name: value}
+    if value == "3600":  # a visibility timeout below the time limit
+        env["FLASKFLEET_TASK_TIME_LIMIT"] = "4000"
+    message = problems(env)
     assert name in message
     assert expected in message
 
@@ -146,3 +160,28 @@ def test_celery_app_refuses_bad_config(cli_env):
     r = run([venv_bin("python"), "-c", "import flaskfleet_app.celery_app"], env)
     assert r.returncode != 0
     assert "FLASKFLEET_VISIBILITY_TIMEOUT (10s) must be greater than" in r.stderr
+
+
+MULTI = (
+    "postgresql+psycopg://app:pw-secret@/flaskfleet?host=10.0.0.5:5432&host=10.0.0.7:5433"
+    "&host=10.0.0.8&target_session_attrs=read-write&connect_timeout=2"
+)
+
+
+def test_a_multi_host_database_url_is_accepted():
+    s = Settings.from_env({**GOOD, "FLASKFLEET_DATABASE_URL": MULTI})
+    assert s.database_url == MULTI
+    assert url_servers(MULTI) == ["10.0.0.5:5432", "10.0.0.7:5433", "10.0.0.8:5432"]
+    assert url_servers("postgresql+psycopg://a:b@10.0.0.9/db") == ["10.0.0.9:5432"]
+    assert s.redacted()["database_url"].startswith("postgresql+psycopg://app:***@/flaskfleet?host=")
+    assert "pw-secret" in s.secrets()
+
+
+def test_check_config_accepts_the_topology_urls(cli_env):
+    r = run(
+        [venv_bin("flaskfleet-app"), "check-config", "--json"],
+        cli_env(FLASKFLEET_DATABASE_URL=MULTI),
+    )
+    assert r.returncode == 0, r.stderr
+    assert "pw-secret" not in r.stdout
+    assert json.loads(r.stdout)["visibility_timeout"] == 360

@@ -11,6 +11,7 @@ EXPECTED = {
     "reports",
     "job_executions",
     "job_effects",
+    "job_failures",
     "beat_heartbeats",
 }
 
@@ -23,7 +24,7 @@ def test_migrate_twice_is_idempotent(pg, cli_env):
 
     first = run([venv_bin("flaskfleet-app"), "migrate"], env)
     assert first.returncode == 0, first.stderr
-    assert "migrated from empty to 0001" in first.stdout
+    assert "migrated from empty to 0002" in first.stdout
 
     engine = create_engine(url)
     try:
@@ -36,10 +37,10 @@ def test_migrate_twice_is_idempotent(pg, cli_env):
 
         second = run([venv_bin("flaskfleet-app"), "migrate"], env)
         assert second.returncode == 0, second.stderr
-        assert "already at revision 0001" in second.stdout
+        assert "already at revision 0002" in second.stdout
         with engine.connect() as conn:
             assert conn.scalar(text("SELECT count(*) FROM articles")) == 1
-            assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
+            assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0002"
     finally:
         engine.dispose()
         pg.drop_database("flaskfleet_mig")

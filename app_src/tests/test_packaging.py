@@ -36,6 +36,7 @@ def test_wheelhouse_installs_offline_and_works(tmp_path, cli_env, pg):
         "flaskfleet_app/migrations/env.py",
         "flaskfleet_app/migrations/script.py.mako",
         "flaskfleet_app/migrations/versions/0001_initial.py",
+        "flaskfleet_app/migrations/versions/0002_job_failures.py",
     ):
         assert needed in names
     assert not any("tests/" in n for n in names)
@@ -61,7 +62,7 @@ def test_wheelhouse_installs_offline_and_works(tmp_path, cli_env, pg):
     try:
         url = pg.url("app", "app-db-pw-123", "flaskfleet_wheel")
         mig_env = cli_env(FLASKFLEET_DATABASE_URL=url)
-        for expected in ("migrated from empty to 0001", "already at revision 0001"):
+        for expected in ("migrated from empty to 0002", "already at revision 0002"):
             r = run([str(venv / "bin/flaskfleet-app"), "migrate"], mig_env)
             assert r.returncode == 0, r.stderr
             assert expected in r.stdout

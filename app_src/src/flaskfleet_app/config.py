@@ -18,6 +18,13 @@ from sqlalchemy.exc import ArgumentError
 from ._version import __version__
 
 PREFIX = "FLASKFLEET_"
+# Seconds the broker's visibility timeout adds to the task time limit by default.
+VISIBILITY_MARGIN = 60
+
+
+def visibility_timeout_for(task_time_limit: int) -> int:
+    """The default visibility timeout: the task time limit plus VISIBILITY_MARGIN seconds."""
+    return task_time_limit + VISIBILITY_MARGIN
 
 
 class ConfigError(Exception):
@@ -50,7 +57,10 @@ class Settings:
     max_content_length: int = 1024 * 1024
     task_time_limit: int = 300
     task_soft_time_limit: int = 270
-    visibility_timeout: int = 3600
+    visibility_timeout: int = 360
+    task_retries: int = 10
+    task_retry_base: float = 2.0
+    task_retry_max_delay: float = 30.0
     ready_timeout_ms: int = 800
     replica_retry_seconds: float = 10.0
     beat_interval: float = 30.0
@@ -83,7 +93,21 @@ class Settings:
         task_time_limit = p.integer("TASK_TIME_LIMIT", 300, minimum=1)
         soft_default = max(1, task_time_limit - max(1, task_time_limit // 10))
         task_soft_time_limit = p.integer("TASK_SOFT_TIME_LIMIT", soft_default, minimum=1)
-        visibility_timeout = p.integer("VISIBILITY_TIMEOUT", 3600, minimum=1)
+        # A message is unacknowledged while its task runs (at most the time limit) and while a
+        # retry waits for its countdown (at most TASK_RETRY_MAX_DELAY, under a minute): the
+        # broker may redeliver it after that, not after Celery's default hour.
+        visibility_timeout = p.integer(
+            "VISIBILITY_TIMEOUT", visibility_timeout_for(task_time_limit), minimum=1
+        )
+        task_retries = p.integer("TASK_RETRIES", 10, minimum=0, maximum=100)
+        task_retry_base = p.number("TASK_RETRY_BASE", 2.0, minimum=0)
+        task_retry_max_delay = p.number("TASK_RETRY_MAX_DELAY", 30.0, minimum=0)
+        if task_retry_max_delay >= VISIBILITY_MARGIN:
+            p.problems.append(
+                f"FLASKFLEET_TASK_RETRY_MAX_DELAY ({task_retry_max_delay}s) must be below "
+                f"{VISIBILITY_MARGIN}s: a retry waiting longer than the margin of the "
+                "visibility timeout would be redelivered while it waits"
+            )
         if task_soft_time_limit > task_time_limit:
             p.problems.append(
                 f"FLASKFLEET_TASK_SOFT_TIME_LIMIT ({task_soft_time_limit}) must not exceed "
@@ -118,6 +142,9 @@ class Settings:
             task_time_limit=task_time_limit,
             task_soft_time_limit=task_soft_time_limit,
             visibility_timeout=visibility_timeout,
+            task_retries=task_retries,
+            task_retry_base=task_retry_base,
+            task_retry_max_delay=task_retry_max_delay,
             ready_timeout_ms=p.integer("READY_TIMEOUT_MS", 800, minimum=50, maximum=5000),
             replica_retry_seconds=p.number("REPLICA_RETRY_SECONDS", 10.0, minimum=0),
             beat_interval=p.number("BEAT_INTERVAL", 30.0, minimum=0.5),
@@ -157,6 +184,9 @@ class Settings:
             "task_time_limit": self.task_time_limit,
             "task_soft_time_limit": self.task_soft_time_limit,
             "visibility_timeout": self.visibility_timeout,
+            "task_retries": self.task_retries,
+            "task_retry_base": self.task_retry_base,
+            "task_retry_max_delay": self.task_retry_max_delay,
             "ready_timeout_ms": self.ready_timeout_ms,
             "replica_retry_seconds": self.replica_retry_seconds,
             "beat_interval": self.beat_interval,
@@ -178,6 +208,23 @@ class Settings:
             if pw:
                 out.append(pw)
         return [s for s in out if s]
+
+
+def url_servers(url: str) -> list[str]:
+    """The servers of a PostgreSQL URL as ``host:port``, in the order libpq tries them.
+
+    A multi-host URL names them as repeated ``host=`` query parameters
+    (``postgresql+psycopg://user:pw@/db?host=a:5432&host=b:5432&target_session_attrs=read-write``).
+    """
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return []
+    if parsed.host:
+        return [f"{parsed.host}:{parsed.port or 5432}"]
+    hosts = parsed.query.get("host") or ()
+    hosts = (hosts,) if isinstance(hosts, str) else hosts
+    return [h if h.rpartition(":")[2].isdigit() else f"{h}:5432" for h in hosts if h]
 
 
 def redact_url(url: str) -> str:
@@ -251,7 +298,8 @@ class _Parser:
     def _check_pg(self, name: str, url: str) -> bool:
         expected = (
             "expected a SQLAlchemy PostgreSQL URL like "
-            "postgresql+psycopg://user:password@host:5432/dbname"
+            "postgresql+psycopg://user:password@host:5432/dbname or, over several servers, "
+            "postgresql+psycopg://user:password@/dbname?host=a:5432&host=b:5432"
         )
         try:
             parsed = make_url(url)
@@ -267,7 +315,7 @@ class _Parser:
                 "use postgresql+psycopg:// (psycopg 3 is the installed driver)"
             )
             return False
-        if not parsed.host or not parsed.database:
+        if not url_servers(url) or not parsed.database:
             self.problems.append(f"{name} lacks a host or database name: {expected}")
             return False
         return True

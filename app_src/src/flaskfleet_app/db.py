@@ -1,9 +1,14 @@
 """Engines and the read/write split.
 
-Writes always go to the primary. Reads go round-robin to the replicas that are not in their
-circuit-breaker pause; a replica that fails to answer is paused for
+Writes always go to the primary. FLASKFLEET_DATABASE_URL may name several servers
+(``?host=a:5432&host=b:5432&target_session_attrs=read-write``): libpq connects to the first
+one that accepts writes, so after a promotion new connections reach the new primary and
+pooled ones to the old server are dropped by the pre-ping.
+
+Reads go round-robin to the replicas (FLASKFLEET_REPLICA_URLS, one server each) that are not
+in their circuit-breaker pause; a replica that fails to answer is paused for
 FLASKFLEET_REPLICA_RETRY_SECONDS and the read is retried on the next replica, then on the
-primary.
+primary (the write URL: whichever server accepts writes).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -28,6 +33,11 @@ T = TypeVar("T")
 
 
 def make_engine(url: str, settings: Settings, name: str) -> Engine:
+    connect_args: dict[str, object] = {"application_name": f"flaskfleet-{name}"}
+    # connect_args win over the URL's query: a connect_timeout the URL sets (the topology
+    # sets one per URL) is kept, FLASKFLEET_DB_CONNECT_TIMEOUT is the fallback.
+    if "connect_timeout" not in make_url(url).query:
+        connect_args["connect_timeout"] = settings.db_connect_timeout
     return create_engine(
         url,
         pool_size=settings.db_pool_size,
@@ -35,10 +45,7 @@ def make_engine(url: str, settings: Settings, name: str) -> Engine:
         pool_recycle=settings.db_pool_recycle,
         pool_pre_ping=settings.db_pool_pre_ping,
         pool_timeout=10,
-        connect_args={
-            "connect_timeout": settings.db_connect_timeout,
-            "application_name": f"flaskfleet-{name}",
-        },
+        connect_args=connect_args,
     )
 
 
@@ -112,9 +119,12 @@ class Database:
 
     # -- health ---------------------------------------------------------------------------
     @staticmethod
-    def ping(engine: Engine) -> None:
+    def ping(engine: Engine) -> str:
+        """Run a query; return the server that answered (``host:port``)."""
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+            info = conn.connection.dbapi_connection.info
+            return f"{info.host}:{info.port}"
 
     def dispose(self) -> None:
         self.primary.dispose()

@@ -59,8 +59,8 @@ def run_checks() -> tuple[bool, dict]:
 
     def timed(fn):
         t0 = time.perf_counter()
-        fn()
-        return (time.perf_counter() - t0) * 1000.0
+        server = fn()
+        return (time.perf_counter() - t0) * 1000.0, server
 
     futures = {name: _EXECUTOR.submit(timed, fn) for name, fn in _checks().items()}
     wait(futures.values(), timeout=deadline_s)
@@ -75,8 +75,10 @@ def run_checks() -> tuple[bool, dict]:
             }
             continue
         try:
-            ms = fut.result(timeout=0)
+            ms, server = fut.result(timeout=0)
             results[name] = {"ok": True, "ms": round(ms, 1), "error": None}
+            if server:  # the database checks say which server answered
+                results[name]["server"] = server
         except FutureTimeout:  # pragma: no cover - done() was checked
             results[name] = {"ok": False, "ms": None, "error": "timed out"}
         except Exception as exc:  # noqa: BLE001 - reported, not raised
@@ -97,7 +99,9 @@ def healthz():
 @bp.get("/readyz")
 def readyz():
     ok, results = run_checks()
-    # {"status": "ok"|"unavailable", "<check>": {"ok": bool, "ms": float, "error": str|null}}
+    # {"status": "ok"|"unavailable", "<check>": {"ok": bool, "ms": float, "error": str|null}},
+    # database checks that passed add "server": "host:port" (for "primary": the server of the
+    # write URL that accepted writes, i.e. the current primary).
     body = {"status": "ok" if ok else "unavailable", **results}
     return jsonify(body), (200 if ok else 503)
 

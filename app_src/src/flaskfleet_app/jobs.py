@@ -13,11 +13,11 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from .db import Database
-from .models import Article, Heartbeat, JobEffect, JobExecution, Report
+from .models import Article, Heartbeat, JobEffect, JobExecution, JobFailure, Report
 
 WORD = re.compile(r"[a-z0-9']+")
 STOPWORDS = frozenset(
@@ -114,7 +114,20 @@ def slow_count(db: Database, key: str, seconds: float) -> dict:
         session.execute(
             update(JobExecution).where(JobExecution.id == execution_id).values(finished_at=now())
         )
+        # Applied now (or before): an earlier give-up of this key no longer stands.
+        session.execute(delete(JobFailure).where(JobFailure.key == key))
     return {"key": key, "execution_id": execution_id, "applied": applied is not None}
+
+
+def record_job_failure(db: Database, key: str, error: str, retries: int) -> None:
+    """Record that the job ``key`` gave up (the status endpoint shows it as failed)."""
+    values = {"hostname": hostname(), "retries": retries, "error": error[:2000], "failed_at": now()}
+    with db.write() as session:
+        session.execute(
+            insert(JobFailure)
+            .values(key=key, **values)
+            .on_conflict_do_update(index_elements=["key"], set_=values)
+        )
 
 
 def job_status(db: Database, key: str) -> dict:
@@ -123,11 +136,22 @@ def job_status(db: Database, key: str) -> dict:
             select(JobExecution).where(JobExecution.key == key).order_by(JobExecution.id)
         ).all()
         effect = session.get(JobEffect, key)
-        return executions, effect
+        failure = session.get(JobFailure, key)
+        return executions, effect, failure
 
-    executions, effect = db.read(read, primary=True)[0]
+    executions, effect, failure = db.read(read, primary=True)[0]
+    if effect is not None:
+        status = "applied"
+    elif failure is not None:
+        status = "failed"
+    else:
+        status = "pending" if executions else "unknown"
     return {
         "key": key,
+        "status": status,
+        "error": failure.error if failure and effect is None else None,
+        "failed_at": failure.failed_at.isoformat() if failure and effect is None else None,
+        "retries": failure.retries if failure and effect is None else None,
         "executions": len(executions),
         "finished_executions": sum(1 for e in executions if e.finished_at is not None),
         "effects": 1 if effect else 0,

@@ -140,6 +140,18 @@ class JobEffect(Base):
     execution_id: Mapped[int] = mapped_column(BigInteger)
 
 
+class JobFailure(Base):
+    """A slow_count job that failed after its retries (cleared when the key is applied)."""
+
+    __tablename__ = "job_failures"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    hostname: Mapped[str] = mapped_column(String(255))
+    retries: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str] = mapped_column(Text)
+
+
 class Heartbeat(Base):
     """Written by the periodic refresh_stats task that celery beat schedules."""
 
