@@ -593,6 +593,31 @@ def flaskfleet_systemd_sandbox(extra=None) -> str:
     return "\n".join(lines)
 
 
+def flaskfleet_platform_problem(facts, role_path) -> str:
+    """Why a host's platform is not one the role supports ("" when it is).
+
+    The supported platforms are the role's own ``galaxy_info.platforms`` in
+    ``meta/main.yml`` (e.g. Debian: [bookworm]), so adding a release is one line there.
+    """
+    import yaml  # Ansible's own dependency
+
+    meta_file = f"{role_path}/meta/main.yml"
+    with open(meta_file, encoding="utf-8") as handle:
+        platforms = (yaml.safe_load(handle) or {}).get("galaxy_info", {}).get("platforms", [])
+    facts = facts or {}
+    name = str(facts.get("distribution", ""))
+    release = str(facts.get("distribution_release", ""))
+    supported = {p["name"]: [str(v) for v in p.get("versions", [])] for p in platforms}
+    if name in supported and (release in supported[name] or "all" in supported[name]):
+        return ""
+    wanted = "; ".join(f"{n} {', '.join(v)}" for n, v in supported.items())
+    role = str(role_path).rstrip("/").rsplit("/", 1)[-1]
+    return (
+        f"the {role} role supports {wanted}; this host runs {name} "
+        f"{facts.get('distribution_version', '')} ({release or 'unknown release'})."
+    )
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -605,6 +630,7 @@ class FilterModule:
             "flaskfleet_topology_problems": flaskfleet_topology_problems,
             "flaskfleet_role_hosts": flaskfleet_role_hosts,
             "flaskfleet_systemd_sandbox": flaskfleet_systemd_sandbox,
+            "flaskfleet_platform_problem": flaskfleet_platform_problem,
             "flaskfleet_postgres_url": flaskfleet_postgres_url,
             "flaskfleet_postgres_multihost_url": flaskfleet_postgres_multihost_url,
             "flaskfleet_redis_url": flaskfleet_redis_url,

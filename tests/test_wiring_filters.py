@@ -85,3 +85,22 @@ def test_systemd_sandbox_is_shared_and_extended():
         "SystemCallFilter=@system-service",
         "SystemCallFilter=~@resources",
     ]
+
+
+ROLES = Path(__file__).resolve().parent.parent / "roles"
+
+
+@pytest.mark.parametrize("role", ["common", "redis", "nginx"])
+def test_platform_check_reads_the_roles_meta(role):
+    bookworm = {"distribution": "Debian", "distribution_release": "bookworm"}
+    assert ff.flaskfleet_platform_problem(bookworm, str(ROLES / role)) == ""
+    trixie = {
+        "distribution": "Debian",
+        "distribution_release": "trixie",
+        "distribution_version": "13",
+    }
+    problem = ff.flaskfleet_platform_problem(trixie, str(ROLES / role))
+    assert f"the {role} role supports Debian bookworm" in problem
+    assert "Debian 13 (trixie)" in problem
+    ubuntu = {"distribution": "Ubuntu", "distribution_release": "noble"}
+    assert "supports Debian bookworm" in ff.flaskfleet_platform_problem(ubuntu, str(ROLES / role))
