@@ -115,3 +115,26 @@ def test_a_bad_batch_size_fails(tmp_path, serial):
 def test_a_good_batch_size_passes(tmp_path, serial):
     result = run_preflight(tmp_path, secrets=SECRETS + f'    deploy_serial: "{serial}"\n')
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_an_importing_plays_role_variables_pass(tmp_path):
+    """rollback_app.yml imports deploy_app.yml (and so preflight) with app_release_version
+    as a play variable: preflight must read it as the play sees it."""
+    wrapper = tmp_path / "wrapper.yml"
+    wrapper.write_text(
+        "- name: Preflight as an importing playbook runs it\n"
+        f"  ansible.builtin.import_playbook: {ROOT / 'playbooks' / 'preflight.yml'}\n"
+        "  vars:\n"
+        "    app_release_version: 2.0.0\n"
+    )
+    inventory = tmp_path / "hosts.yml"
+    children = "\n".join(f"    {g}: {v}" for g, v in GOOD.items())
+    inventory.write_text(f"all:{SECRETS}\n  children:\n{children}\n")
+    result = subprocess.run(
+        ["ansible-playbook", "-i", str(inventory), str(wrapper)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
