@@ -169,6 +169,23 @@ COMPUTED_ROLE_VARIABLES = {
     "postgresql_role": "the postgres_primary / postgres_replicas groups",
     "postgresql_replica_slots": "the postgres_replicas group",
     "postgresql_primary_address": "the postgres_primary group",
+    # The app contract (flaskfleet_app, docs/app-contract.md) fills these.
+    "app_release_source": "flaskfleet_app.source (or -e app_release_src=DIR once)",
+    "app_release_wsgi_app": "flaskfleet_app.wsgi",
+    "app_release_celery_app": "flaskfleet_app.celery",
+    "app_release_migrate_command": "flaskfleet_app.migrate",
+    "app_release_check_command": "flaskfleet_app.check_config",
+    "app_release_env_names": "flaskfleet_app.env",
+    "app_release_environment": "flaskfleet_app.extra_env",
+    "app_release_static_dir": "flaskfleet_app.static.dir",
+    "app_release_system_packages": "flaskfleet_app.system_packages",
+    "gunicorn_wsgi_app": "flaskfleet_app.wsgi",
+    "gunicorn_hooks": "flaskfleet_app.gunicorn.hooks",
+    "gunicorn_health_path": "flaskfleet_app.health.path",
+    "gunicorn_health_status": "flaskfleet_app.health.status",
+    "gunicorn_health_version_field": "flaskfleet_app.health.version_field",
+    "celery_app": "flaskfleet_app.celery",
+    "nginx_static_location": "flaskfleet_app.static.url",
 }
 
 

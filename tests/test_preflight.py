@@ -138,3 +138,30 @@ def test_an_importing_plays_role_variables_pass(tmp_path):
         timeout=120,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_a_broken_app_description_is_refused_naming_the_fix(tmp_path):
+    app = (
+        "    flaskfleet_app:\n"
+        "      source: {path: examples/does-not-exist}\n"
+        "      wsgi: 'not a target'\n"
+        "      env: {database: DB_URL}\n"
+    )
+    result = run_preflight(tmp_path, secrets=SECRETS + app)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert "is not a directory on the controller" in out
+    assert "is not a WSGI target" in out
+    assert "flaskfleet_app.env.database: unknown wiring value" in out
+
+
+def test_an_app_description_may_use_the_wiring_values(tmp_path):
+    app = (
+        "    flaskfleet_app:\n"
+        "      source: {path: app_src}\n"
+        "      wsgi: flaskfleet_app.wsgi:app\n"
+        "      celery: flaskfleet_app.celery_app\n"
+        "      extra_env: {REPORTS_DB: '{{ flaskfleet_wiring.database_url }}'}\n"
+    )
+    result = run_preflight(tmp_path, secrets=SECRETS + app)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -12,6 +12,10 @@ whichever comes first, and prints a JSON report:
 Examples:
   python tools/loadgen.py --url http://127.0.0.1:8080 --rate 100 --duration 30
   python tools/loadgen.py --url http://127.0.0.1:8080 --stop-file /tmp/stop --duration 600
+  python tools/loadgen.py --mix "GET /:60,GET /notes/{id}:25,POST /notes:15"   # another app
+
+A POST sends {"title", "body", "author"} as JSON and remembers the "id" of the answer for
+the paths with {id}; until one is known they fall back to the mix's first GET path.
 """
 
 from __future__ import annotations
@@ -36,6 +40,18 @@ MIX = (
     (10, "GET", "/healthz"),
     (5, "GET", "/api/slow?ms=20"),
 )
+
+
+def parse_mix(text: str) -> tuple[tuple[int, str, str], ...]:
+    """ "GET /:60,POST /notes:20" -> ((60, "GET", "/"), (20, "POST", "/notes"))."""
+    mix = []
+    for item in text.split(","):
+        request, _, weight = item.strip().rpartition(":")
+        method, _, path = request.strip().partition(" ")
+        if method not in ("GET", "POST") or not path.startswith("/") or not weight.isdigit():
+            raise SystemExit(f"loadgen: bad --mix entry {item!r}: use 'METHOD /path:weight'")
+        mix.append((int(weight), method, path.strip()))
+    return tuple(mix)
 
 
 def loopback_only(url: str) -> tuple[str, int]:
@@ -70,8 +86,10 @@ class Load:
         self.ids: list[int] = []
         self.stop = threading.Event()
         self.deadline = time.monotonic() + args.duration
-        weights = [w for w, _, _ in MIX]
-        self.choices = random.Random(args.seed).choices(MIX, weights=weights, k=100_000)
+        mix = parse_mix(args.mix) if args.mix else MIX
+        self.fallback = next((path for _, m, path in mix if m == "GET" and "{id}" not in path), "/")
+        weights = [w for w, _, _ in mix]
+        self.choices = random.Random(args.seed).choices(mix, weights=weights, k=100_000)
 
     def take_ticket(self) -> int | None:
         with self.lock:
@@ -101,7 +119,7 @@ class Load:
         if "{id}" in path:
             with self.lock:
                 ident = random.choice(self.ids) if self.ids else None
-            path = path.format(id=ident) if ident else "/api/articles"
+            path = path.format(id=ident) if ident else self.fallback
         if method == "POST":
             body = json.dumps(
                 {"title": f"load {n}", "body": "steady load " * 20, "author": "loadgen"}
@@ -201,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stop-file", help="stop early once this file exists")
     p.add_argument("--report", help="also write the JSON report to this file")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--mix",
+        help='requests to send, "METHOD /path:weight,..." (default: the sample app\'s mix)',
+    )
     p.add_argument(
         "--keepalive",
         action="store_true",

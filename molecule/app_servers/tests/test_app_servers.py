@@ -28,7 +28,27 @@ def _release_a():
         return tomllib.load(fh)["project"]["version"]
 
 
-RELEASE_A = _release_a()
+VERSION_A = _release_a()
+
+
+def _link(host, name):
+    """The release a link points at: <version>-<content id>."""
+    return host.file(f"{ROOT}/{name}").linked_to.rsplit("/", 1)[-1]
+
+
+@pytest.fixture
+def release_a(host):
+    """Release A (the version in app_src/pyproject.toml), current after the rollback."""
+    name = _link(host, "current")
+    assert re.match(rf"^{re.escape(VERSION_A)}-[0-9a-f]{{12}}$", name), name
+    return name
+
+
+@pytest.fixture
+def release_b(host):
+    name = _link(host, "previous")
+    assert re.match(rf"^{re.escape(RELEASE_B)}-[0-9a-f]{{12}}$", name), name
+    return name
 
 
 def _journal(host, port):
@@ -46,11 +66,11 @@ def _get(host, url):
 
 @pytest.mark.parametrize("port", PORTS)
 @pytest.mark.parametrize("address", ["127.0.0.1", PRIVATE_IP])
-def test_every_instance_serves_the_deployed_release(host, port, address):
+def test_every_instance_serves_the_deployed_release(host, port, address, release_a):
     status, head, body = _get(host, f"http://{address}:{port}/healthz")
     assert status == 200, _journal(host, port)
     data = json.loads(body)
-    assert data == {"status": "ok", "version": RELEASE_A, "instance": f"ff-appsrv-app1:{port}"}
+    assert data == {"status": "ok", "version": release_a, "instance": f"ff-appsrv-app1:{port}"}
     assert f"X-Served-By: ff-appsrv-app1:{port}" in head
 
 
@@ -139,7 +159,7 @@ def test_systemd_security_exposure_is_below_3(host, port):
 
 
 @pytest.mark.parametrize("port", PORTS)
-def test_master_killed_with_sigkill_is_restarted(host, port):
+def test_master_killed_with_sigkill_is_restarted(host, port, release_a):
     unit = f"gunicorn@{port}.service"
     old = host.run(f"systemctl show -P MainPID {unit}").stdout.strip()
     assert old not in ("", "0")
@@ -158,13 +178,13 @@ def test_master_killed_with_sigkill_is_restarted(host, port):
     )
     status, _, body = _get(host, f"http://127.0.0.1:{port}/healthz")
     assert status == 200, _journal(host, port)
-    assert json.loads(body)["version"] == RELEASE_A
+    assert json.loads(body)["version"] == release_a
 
 
-def test_install_never_touched_a_package_index(host):
+def test_install_never_touched_a_package_index(host, release_a):
     # pip ran with PIP_NO_INDEX: its log only ever looked in the shipped wheelhouse ...
     log = host.file(f"{ROOT}/current/pip-install.log").content_string
-    assert f"Looking in links: {ROOT}/releases/{RELEASE_A}/wheelhouse" in log
+    assert f"Looking in links: {ROOT}/releases/{release_a}/wheelhouse" in log
     assert "Looking in indexes" not in log
     # ... and the host could not have reached one: prepare removed its default route,
     # so any address outside the scenario subnet is unreachable (no packet leaves).
@@ -176,20 +196,20 @@ def test_install_never_touched_a_package_index(host):
     assert "Network is unreachable" in probe.stderr
 
 
-def test_rollback_kept_both_releases_and_switched_current_back(host):
+def test_rollback_kept_both_releases_and_switched_current_back(host, release_a, release_b):
     current = host.file(f"{ROOT}/current")
     assert current.is_symlink
-    assert current.linked_to == f"{ROOT}/releases/{RELEASE_A}"
-    assert host.file(f"{ROOT}/previous").linked_to == f"{ROOT}/releases/{RELEASE_B}"
-    b = host.run(f"{ROOT}/releases/{RELEASE_B}/venv/bin/flaskfleet-app version")
+    assert current.linked_to == f"{ROOT}/releases/{release_a}"
+    assert host.file(f"{ROOT}/previous").linked_to == f"{ROOT}/releases/{release_b}"
+    b = host.run(f"{ROOT}/releases/{release_b}/venv/bin/flaskfleet-app version")
     assert b.stdout.strip() == RELEASE_B
 
 
-def test_old_releases_beyond_the_kept_number_were_pruned(host):
+def test_old_releases_beyond_the_kept_number_were_pruned(host, release_a, release_b):
     # side_effect.yml planted two older releases; with app_release_keep=3 the
     # deploy of B kept B, A and the newer of them, and removed the oldest.
     releases = host.run(f"ls {ROOT}/releases").stdout.split()
-    assert sorted(releases) == sorted([RELEASE_A, RELEASE_B, "0.0.2"])
+    assert sorted(releases) == sorted([release_a, release_b, "0.0.2"])
 
 
 def test_instance_on_an_unconfigured_port_was_stopped_and_disabled(host):

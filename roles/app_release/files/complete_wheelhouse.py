@@ -32,31 +32,31 @@ def wheel_requirements(path: Path) -> list[Requirement]:
     return [Requirement(r) for r in meta.get_all("Requires-Dist") or []]
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--wheelhouse", required=True, type=Path)
-    ap.add_argument("--requirement", required=True, help="top-level requirement, e.g. app==1.0")
-    ap.add_argument("--python-full-version", required=True, help="e.g. 3.11.2")
-    ap.add_argument("--machine", required=True, help="e.g. x86_64")
-    ap.add_argument("--glibc", required=True, help="e.g. 2.36")
-    ap.add_argument("--python", default=sys.executable, help="python that runs pip download")
-    args = ap.parse_args()
-
-    major, minor, _ = args.python_full_version.split(".", 2)
+def complete(
+    wheelhouse: Path,
+    requirement: str,
+    python_full_version: str,
+    machine: str,
+    glibc: str,
+    python: str = sys.executable,
+) -> list[str]:
+    """Download into wheelhouse what requirement needs on the target interpreter; the
+    requirements added. Raises RuntimeError if the closure does not converge."""
+    major, minor, _ = python_full_version.split(".", 2)
     env = default_environment()
     env.update(
         python_version=f"{major}.{minor}",
-        python_full_version=args.python_full_version,
+        python_full_version=python_full_version,
         implementation_name="cpython",
         platform_python_implementation="CPython",
         sys_platform="linux",
         platform_system="Linux",
         os_name="posix",
-        platform_machine=args.machine,
+        platform_machine=machine,
     )
-    glibc_major, glibc_minor = (int(x) for x in args.glibc.split(".")[:2])
-    platforms = [f"manylinux_{glibc_major}_{m}_{args.machine}" for m in range(glibc_minor, 16, -1)]
-    platforms += [f"manylinux2014_{args.machine}", f"linux_{args.machine}"]
+    glibc_major, glibc_minor = (int(x) for x in glibc.split(".")[:2])
+    platforms = [f"manylinux_{glibc_major}_{m}_{machine}" for m in range(glibc_minor, 16, -1)]
+    platforms += [f"manylinux2014_{machine}", f"linux_{machine}"]
     pip_target = [
         "--python-version",
         f"{major}.{minor}",
@@ -72,13 +72,13 @@ def main() -> int:
     added: list[str] = []
     for _ in range(50):  # each round adds at least one wheel or stops
         present = {}
-        for whl in args.wheelhouse.glob("*.whl"):
+        for whl in wheelhouse.glob("*.whl"):
             name = canonicalize_name(parse_wheel_filename(whl.name)[0])
             present[name] = whl
         # Walk the requirement graph from the top with the target's markers and extras.
         wanted: dict[str, Requirement] = {}
         extras_of: dict[str, set[str]] = {}
-        todo = [Requirement(args.requirement)]
+        todo = [Requirement(requirement)]
         missing: list[Requirement] = []
         while todo:
             req = todo.pop()
@@ -98,26 +98,49 @@ def main() -> int:
                 ):
                     todo.append(dep)
         if not missing:
-            print(json.dumps({"added": added}))
-            return 0
+            return added
         for req in missing:
             spec = f"{req.name}{req.specifier}"
             cmd = [
-                args.python,
+                python,
                 "-m",
                 "pip",
                 "download",
                 "--disable-pip-version-check",
                 "--no-deps",
                 "--dest",
-                str(args.wheelhouse),
+                str(wheelhouse),
                 *pip_target,
                 spec,
             ]
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
             added.append(spec)
-    print("wheelhouse: dependency closure did not converge", file=sys.stderr)
-    return 1
+    raise RuntimeError("wheelhouse: dependency closure did not converge")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--wheelhouse", required=True, type=Path)
+    ap.add_argument("--requirement", required=True, help="top-level requirement, e.g. app==1.0")
+    ap.add_argument("--python-full-version", required=True, help="e.g. 3.11.2")
+    ap.add_argument("--machine", required=True, help="e.g. x86_64")
+    ap.add_argument("--glibc", required=True, help="e.g. 2.36")
+    ap.add_argument("--python", default=sys.executable, help="python that runs pip download")
+    args = ap.parse_args()
+    try:
+        added = complete(
+            args.wheelhouse,
+            args.requirement,
+            args.python_full_version,
+            args.machine,
+            args.glibc,
+            args.python,
+        )
+    except RuntimeError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(json.dumps({"added": added}))
+    return 0
 
 
 if __name__ == "__main__":
