@@ -13,7 +13,7 @@ SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/m
 MOLECULE_JOBS ?= 2
 LAB_URL := http://127.0.0.1:8080/
 
-.PHONY: help deps image up down scale-out scale-in test lint unit-test app-test molecule bench-converge bench-deploy clean
+.PHONY: help deps image up down scale-out scale-in test lint unit-test app-test example-test molecule bench-converge bench-deploy clean
 
 help:
 	@echo "make up        build what is needed, start the lab, run site.yml, print the URL"
@@ -71,13 +71,13 @@ scale-in: deps
 	python tools/lab.py down app3
 	@echo "app3 is retired; $(LAB_URL) is served by the remaining app servers"
 
-test: lint unit-test app-test molecule
+test: lint unit-test app-test example-test molecule
 
 lint: deps
 	yamllint -s .
 	ansible-lint
-	ruff check tools filter_plugins roles tests molecule benchmarks app_src
-	ruff format --check tools filter_plugins roles tests molecule benchmarks app_src
+	ruff check tools filter_plugins roles tests molecule benchmarks app_src examples
+	ruff format --check tools filter_plugins roles tests molecule benchmarks app_src examples
 
 unit-test: deps
 	pytest -q tests
@@ -86,6 +86,14 @@ app-test:
 	@tools/require_root.sh
 	bash app_src/scripts/install-test-deps.sh
 	bash app_src/scripts/run-tests.sh
+
+# The second app (examples/inkpot, the app contract's proof) on SQLite, from its hash-checked lock.
+example-test: deps
+	@test -x .cache/inkpot-venv/bin/python || python3 -m venv .cache/inkpot-venv
+	.cache/inkpot-venv/bin/pip install -q --require-hashes -r examples/inkpot/requirements.lock
+	.cache/inkpot-venv/bin/pip install -q pytest==$$(sed -n 's/^pytest==//p' requirements-dev.txt)
+	.cache/inkpot-venv/bin/pip install -q --no-deps --force-reinstall examples/inkpot
+	cd /tmp && $(CURDIR)/.cache/inkpot-venv/bin/python -m pytest -q -p no:cacheprovider $(CURDIR)/examples/inkpot/tests
 
 molecule: deps image
 	tools/run_scenarios.sh $(MOLECULE_JOBS) $(SCENARIOS)
