@@ -18,7 +18,7 @@ HTTP_PORT = 80
 HTTPS_PORT = 443
 CERT = "/etc/nginx/tls/server.crt"
 SITE_CONF = "/etc/nginx/flaskfleet/site.conf"
-STATIC_ROOT = "/var/www/flaskfleet/static"
+STATIC_ROOT = "/var/www/flaskfleet/static/current"  # load_balancers.yml: the release in service
 
 
 get_host = remote  # the name this scenario's tests use
