@@ -17,11 +17,13 @@ depends_on = None
 def upgrade():
     op.create_table(
         "note",
-        sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("title", sa.String(200), nullable=False),
+        sa.Column("id", sa.Integer(), primary_key=True),  # serial on PostgreSQL
+        sa.Column("title", sa.Text(), nullable=False),
         sa.Column("body", sa.Text(), nullable=False, server_default=""),
         sa.Column("words", sa.Integer(), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
     )
 
 
