@@ -80,8 +80,13 @@ class BuildFailed(Exception):
     """Exit 1: pip or git failed."""
 
 
+LOG: list[str] = []
+
+
 def log(message: str) -> None:
-    print(f"build_release: {message}", file=sys.stderr, flush=True)
+    """Note what the build does; shown on stderr after a build, not with a bad-input error
+    (whose message is one line)."""
+    LOG.append(f"build_release: {message}")
 
 
 # --- the source tree ------------------------------------------------------------------
@@ -152,14 +157,15 @@ def run(argv: list[str], what: str, cwd: Path | None = None) -> subprocess.Compl
     proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-40:])
-        raise BuildFailed(f"{what} failed (exit {proc.returncode}):\n{tail}")
+        command = " ".join(str(a) for a in argv)
+        raise BuildFailed(f"{what} failed (exit {proc.returncode}): {command}\n{tail}")
     return proc
 
 
 def pip(args: list[str], cwd: Path | None = None) -> None:
     argv = [sys.executable, "-m", "pip", *args[:1], "--disable-pip-version-check", *args[1:]]
     log(" ".join(["pip", *args]))
-    run(argv, "pip " + " ".join(args), cwd=cwd)
+    run(argv, f"pip {args[0]}", cwd=cwd)
 
 
 # --- git --------------------------------------------------------------------------------
@@ -197,7 +203,9 @@ def git_export(url: str, ref: str, build_dir: Path, dest: Path) -> str:
             tmp.rename(mirror)
         else:
             try:
-                run(["git", "-C", str(mirror), "fetch", "--quiet", "--prune", "origin"], "fetch")
+                run(
+                    ["git", "-C", str(mirror), "fetch", "--quiet", "--prune", "origin"], "git fetch"
+                )
             except BuildFailed:
                 # A full commit id already mirrored cannot have moved; anything else could.
                 if not re.fullmatch(r"[0-9a-f]{40}", ref):
@@ -214,7 +222,10 @@ def git_export(url: str, ref: str, build_dir: Path, dest: Path) -> str:
             )
         sha = proc.stdout.strip()
         tar_path = dest.parent / f"{dest.name}.tar"
-        run(["git", "-C", str(mirror), "archive", "--format=tar", "-o", str(tar_path), sha], "git")
+        run(
+            ["git", "-C", str(mirror), "archive", "--format=tar", "-o", str(tar_path), sha],
+            "git archive",
+        )
     try:
         with tarfile.open(tar_path) as tar:
             if hasattr(tarfile, "data_filter"):
@@ -491,9 +502,10 @@ def detect_kind(spec: Spec, src: Path, where: str, location: str) -> str:
     if spec.kind == "auto":
         if (src / "setup.py").is_file():
             return "project"
-        if pyproject is not None:
-            if "project" in pyproject or "build-system" in pyproject or not has_requirements:
-                return "project"
+        if pyproject is not None and (
+            "project" in pyproject or "build-system" in pyproject or not has_requirements
+        ):
+            return "project"
     if not has_requirements:
         if spec.kind == "tree":
             raise BadInput(
@@ -623,7 +635,7 @@ class Builder:
             self.location = str(self.src)
             self.source_wheels = sorted(self.src.glob("*.whl"))
             if not self.source_wheels:
-                raise BadInput(f"{self.where} holds no .whl file")
+                raise BadInput(f"flaskfleet_app.source.wheelhouse: {self.src} holds no .whl file")
             self.source_digest = wheels_digest(self.source_wheels)
         self.where = f"flaskfleet_app.source.{spec.source_type}: {self.location}"
         digest = hashlib.sha256(json.dumps(spec.identity(), sort_keys=True).encode())
@@ -757,28 +769,51 @@ class Builder:
             return None
         return result
 
+    def tree_install(self, versions: dict[str, str]) -> list[str]:
+        """A tree's requirement lines as the hosts install them: those whose markers hold for
+        the hosts (markers dropped), a URL replaced by the version built from it."""
+        install = []
+        for entry in self.entries:
+            req = entry.req
+            if not self.applies(req):
+                continue
+            if req.url or req.marker is not None:
+                version = versions.get(canonicalize_name(req.name))
+                install.append(plain(req, version if req.url else None))
+            else:
+                install.append(entry.text)
+        return install
+
     def expected_install(self) -> list[str]:
-        """What a build would install (check mode, nothing built yet)."""
+        """What a build would install (check mode, nothing built yet): the direct
+        requirements stand for what the build would contain."""
+        pins, _ = pins_of(self.entries + self.constraints, self.env)
         if self.kind == "tree":
-            install = [e.text for e in self.entries if self.applies(e.req)]
-            names = {canonicalize_name(e.req.name) for e in self.entries}
+            install = self.tree_install({})
+            names = {canonicalize_name(Requirement(r).name) for r in install}
+            pins = {}
         elif self.kind == "wheelhouse":
             install = [f"{self.distribution}=={self.app_version}"]
-            names = set(single_versions(self.src))
+            names = {canonicalize_name(self.distribution)}
+            pins = {n: f"=={v}" for n, v in single_versions(self.src).items()}
         else:
             install = [f"{self.distribution}=={self.version}"]
             deps = ((read_pyproject(self.src, self.where) or {}).get("project") or {}).get(
                 "dependencies"
             ) or []
-            names = set()
+            names = {canonicalize_name(self.distribution)}
             for dep in deps:
                 with contextlib.suppress(InvalidRequirement):
                     names.add(canonicalize_name(Requirement(dep).name))
-        return install + [
-            e
-            for e in self.spec.extras
-            if canonicalize_name(Requirement(e).name) not in names and self.applies(Requirement(e))
-        ]
+            if not self.hashed:
+                pins = {}
+        for extra in self.spec.extras:
+            req = Requirement(extra)
+            name = canonicalize_name(req.name)
+            if not self.applies(req) or name in names:
+                continue
+            install.append(f"{req.name}{pins[name]}" if name in pins else extra)
+        return install
 
     # Building --------------------------------------------------------------------------
 
@@ -822,21 +857,8 @@ class Builder:
         else:
             if self.entries:
                 pip(["wheel", *wheel_dir, *hash_check, "-r", str(req_file)], cwd=code)
-            versions = single_versions(wheelhouse)
-            install = []
-            for entry in self.entries:
-                req = entry.req
-                if not self.applies(req):
-                    continue
-                if req.url or req.marker is not None:
-                    version = versions.get(canonicalize_name(req.name))
-                    install.append(plain(req, version if req.url else None))
-                else:
-                    install.append(entry.text)
-        app_names = set(single_versions(wheelhouse)) | {
-            canonicalize_name(Requirement(r).name) for r in install
-        }
-        extras = self.add_extras(work, wheelhouse, app_names)
+            install = self.tree_install(single_versions(wheelhouse))
+        extras = self.add_extras(work, wheelhouse, install)
         self.complete(wheelhouse, install, extras)
         install += extras
         self.fit_wheels(wheelhouse, install)
@@ -866,16 +888,30 @@ class Builder:
                 raise
         return {**result, "changed": True}
 
-    def add_extras(self, work: Path, wheelhouse: Path, app_names: set[str]) -> list[str]:
-        """Build the extras the app does not have itself, with the app's versions of anything
-        they share; the extras added (the app's own pins win)."""
-        extras = [
-            e
-            for e in self.spec.extras
-            if self.applies(Requirement(e))
-            and canonicalize_name(Requirement(e).name) not in app_names
-        ]
-        if extras:
+    def add_extras(self, work: Path, wheelhouse: Path, install: list[str]) -> list[str]:
+        """The extras to install besides the app (the app's own pins win): none for what the
+        app already installs; name==<the built version> for what the build holds but the
+        app does not install (a hash-checked lock pins more than the app needs); the others
+        built, with the app's versions of anything they share."""
+        present = cw.present_wheels(wheelhouse)
+        installed: set[str] = set()
+        for requirement in install:
+            installed |= set(cw.closure(present, requirement, self.env)[0])
+        versions = single_versions(wheelhouse)
+        extras, to_build = [], []
+        for extra in self.spec.extras:
+            req = Requirement(extra)
+            name = canonicalize_name(req.name)
+            if not self.applies(req) or name in installed:
+                continue
+            if name in present:
+                pinned = plain(req, versions.get(name))
+                log(f"{extra}: the build holds {pinned}, which is installed instead")
+                extras.append(pinned)
+            else:
+                extras.append(extra)
+                to_build.append(extra)
+        if to_build:
             pins = work / "app-versions.txt"
             pins.write_text(
                 "".join(f"{n}=={v}\n" for n, v in sorted(single_versions(wheelhouse).items()))
@@ -889,7 +925,7 @@ class Builder:
                     str(wheelhouse),
                     "-c",
                     str(pins),
-                    *extras,
+                    *to_build,
                 ]
             )
         return extras
@@ -1031,8 +1067,10 @@ def main(argv: list[str] | None = None) -> int:
         print(" ".join(str(exc).split()), file=sys.stderr)
         return 2
     except BuildFailed as exc:
-        print(f"build_release: {exc}", file=sys.stderr)
+        print("\n".join([*LOG, f"build_release: {exc}"]), file=sys.stderr)
         return 1
+    if LOG:
+        print("\n".join(LOG), file=sys.stderr)
     print(json.dumps(result, sort_keys=True))
     return 0
 
