@@ -1,5 +1,7 @@
 """Drain state as data: the nginx role's upstream document and its updates."""
 
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -61,3 +63,57 @@ def test_an_update_keeps_the_load_balancers_own_settings():
     doc = nu.nginx_upstream_document(servers("app1"), {**SETTINGS, "algorithm": "ip_hash"})
     updated = nu.nginx_upstream_update(doc, servers("app1"), drain=["app1"])
     assert updated["settings"]["algorithm"] == "ip_hash"
+
+
+# The one-task apply of the upstream entry point (library/nginx_upstream_apply.py), run
+# as Ansible runs a module; `nginx` stands in for nginx -t (true accepts, false rejects).
+# The write + reload path needs systemd and nginx: the nginx scenario covers it.
+MODULE = Path(__file__).resolve().parent.parent / "roles" / "nginx" / "library"
+MODULE = MODULE / "nginx_upstream_apply.py"
+
+
+def apply(tmp_path, check_mode=False, nginx="/bin/true", **changes):
+    conf_dir = tmp_path / "nginx"
+    (conf_dir / "flaskfleet").mkdir(parents=True, exist_ok=True)
+    (conf_dir / "nginx.conf").write_text(f"include {conf_dir}/flaskfleet/*.conf;\n")
+    args = {
+        "conf_dir": str(conf_dir),
+        "upstream_conf": "upstream flaskfleet { server 10.0.0.1:8001 down; }\n",
+        "state_file": str(conf_dir / "flaskfleet" / "upstream.json"),
+        "state_content": '{"servers": []}\n',
+        "nginx": nginx,
+        "_ansible_check_mode": check_mode,
+        **changes,
+    }
+    path = tmp_path / "args.json"
+    path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    out = subprocess.run(
+        [sys.executable, str(MODULE), str(path)], capture_output=True, text=True, check=False
+    )
+    return json.loads(out.stdout), conf_dir / "flaskfleet"
+
+
+def test_apply_changes_nothing_when_the_live_files_hold_the_candidate(tmp_path):
+    _, live = apply(tmp_path, check_mode=True)
+    (live / "upstream.conf").write_text("upstream flaskfleet { server 10.0.0.1:8001 down; }\n")
+    (live / "upstream.json").write_text('{"servers": []}\n')
+    result, _ = apply(tmp_path, nginx="/bin/false")
+    assert result["changed"] is False and not result.get("failed")
+    assert result["reloaded"] is False
+
+
+def test_apply_in_check_mode_reports_the_change_and_writes_nothing(tmp_path):
+    result, live = apply(tmp_path, check_mode=True)
+    assert result["changed"] is True and not result.get("failed")
+    assert not (live / "upstream.conf").exists()
+    assert not (live / "upstream.json").exists()
+
+
+def test_apply_refuses_a_candidate_nginx_rejects_and_writes_nothing(tmp_path):
+    _, live = apply(tmp_path, check_mode=True)
+    (live / "upstream.conf").write_text("old\n")
+    result, _ = apply(tmp_path, nginx="/bin/false")
+    assert result["failed"] is True
+    assert "nginx rejected the new configuration" in result["msg"]
+    assert (live / "upstream.conf").read_text() == "old\n"
+    assert not (live / "upstream.json").exists()

@@ -2,24 +2,31 @@
 # Run a command while tools/loadgen.py sends steady traffic to the load
 # balancer's published port (FF_LOAD_URL, default http://127.0.0.1:18080).
 # The load report (JSON) goes to REPORT and what the load generator printed to
-# REPORT with .log for .json: both stay as the scenario's artifacts.
+# REPORT with .log for .json: both stay as the scenario's artifacts. The
+# command's own stdout and stderr (for ansible-playbook, its task recap from the
+# profile_tasks callback: where the step's time went) are also copied, as they
+# come, to REPORT with .ansible.log for .json; they still reach this script's
+# stdout and stderr (the side effect's assertions read them).
 # FF_LOAD_MIX (optional) is loadgen's --mix: the requests another app answers.
 # Usage: under_load.sh REPORT RATE -- command...
 # Exit status: the command's; 70 if it succeeded but the load generator left no report.
 set -uo pipefail
 report="$1"; rate="$2"; shift 3
 log="${report%.json}.log"
+ansible_log="${report%.json}.ansible.log"
 url="${FF_LOAD_URL:-http://127.0.0.1:18080}"
 root="$(cd "$(dirname "$0")/../../.." && pwd)"
 stop="$(mktemp -u /tmp/ff-load-stop.XXXXXX)"
 mkdir -p "$(dirname "$report")"
-rm -f "$report"
+rm -f "$report" "$ansible_log"
 python3 "$root/tools/loadgen.py" --url "$url" --rate "$rate" --concurrency 8 \
   --duration 1500 --stop-file "$stop" --report "$report" ${FF_LOAD_MIX:+--mix "$FF_LOAD_MIX"} >"$log" 2>&1 &
 load=$!
 sleep 3
-"$@"
-rc=$?
+# stderr through the inner tee (back to stderr), stdout through the outer one;
+# a pipeline waits for its tees, and the command's status comes out of both.
+{ "$@" 2>&1 1>&3 3>&- | tee -a "$ansible_log" >&2 3>&-; exit "${PIPESTATUS[0]}"; } 3>&1 | tee -a "$ansible_log"
+rc=${PIPESTATUS[0]}
 sleep 3
 touch "$stop"
 wait "$load"

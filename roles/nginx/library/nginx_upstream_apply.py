@@ -20,6 +20,14 @@ guarantees of the role's validated write path (tasks/validate.yml) in one round 
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import tempfile
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
 DOCUMENTATION = r"""
 module: nginx_upstream_apply
 short_description: Validate, write and reload a new nginx upstream (flaskfleet nginx role)
@@ -54,14 +62,6 @@ options:
     default: /usr/sbin/nginx
 supports_check_mode: true
 """
-
-import os
-import re
-import shutil
-import tempfile
-import time
-
-from ansible.module_utils.basic import AnsibleModule
 
 UPSTREAM = "flaskfleet/upstream.conf"
 
@@ -115,13 +115,15 @@ def _validate(module, conf_dir, candidate, nginx):
                     shutil.copy(src, os.path.join(scratch, "flaskfleet", name))
         with open(os.path.join(scratch, UPSTREAM), "w", encoding="utf-8") as f:
             f.write(candidate)
-        rc, out, err = module.run_command([nginx, "-t", "-q", "-c", os.path.join(scratch, "nginx.conf")])
+        test = [nginx, "-t", "-q", "-c", os.path.join(scratch, "nginx.conf")]
+        rc, out, err = module.run_command(test)
         if rc != 0:
             said = (err + out).replace(scratch, conf_dir).strip()
             module.fail_json(
                 msg=(
-                    "nginx rejected the new configuration (paths below name the files it would have "
-                    "replaced); the live files and the running nginx were left unchanged. nginx -t said: " + said
+                    "nginx rejected the new configuration (paths below name the files it would "
+                    "have replaced); the live files and the running nginx were left unchanged. "
+                    "nginx -t said: " + said
                 ),
                 rc=rc,
             )
@@ -161,7 +163,11 @@ def main():
     conf_path = os.path.join(p["conf_dir"], UPSTREAM)
     conf_changed = _read(conf_path) != p["upstream_conf"]
     state_changed = _read(p["state_file"]) != p["state_content"]
-    result = {"changed": conf_changed or state_changed, "upstream_changed": conf_changed, "reloaded": False}
+    result = {
+        "changed": conf_changed or state_changed,
+        "upstream_changed": conf_changed,
+        "reloaded": False,
+    }
     if not result["changed"]:
         module.exit_json(**result)
     if conf_changed:
@@ -185,7 +191,8 @@ def main():
             time.sleep(0.1)
             remaining = old_workers & _workers()
         result["old_workers_left"] = sorted(remaining)
-        result["waited_seconds"] = round(p["wait_seconds"] - max(0.0, deadline - time.monotonic()), 1)
+        waited = p["wait_seconds"] - max(0.0, deadline - time.monotonic())
+        result["waited_seconds"] = round(waited, 1)
     module.exit_json(**result)
 
 
