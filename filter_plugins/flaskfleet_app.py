@@ -204,6 +204,21 @@ def _project_problems(spec, source, problems):
         problems.append(f"flaskfleet_app.requirements: {requirements} is not a file in {path}")
 
 
+def _record(spec: dict, key: str, problems: list[str]) -> dict:
+    """A sub-mapping of the contract (health, static, gunicorn): a mapping with known keys."""
+    value = spec[key]
+    fields = ", ".join(GENERIC[key])
+    if not isinstance(value, dict):
+        problems.append(f"flaskfleet_app.{key} must be a mapping: {{{fields}}}")
+        spec[key] = value = dict(GENERIC[key])
+    unknown = sorted(set(value) - set(GENERIC[key]))
+    if unknown:
+        problems.append(
+            f"flaskfleet_app.{key}: unknown key(s) {', '.join(unknown)} (known: {fields})"
+        )
+    return value
+
+
 def _check(spec: dict, project_root, with_workers: bool) -> tuple[dict, list[str]]:
     problems: list[str] = []
     unknown = sorted(set(spec) - set(GENERIC))
@@ -254,13 +269,7 @@ def _check(spec: dict, project_root, with_workers: bool) -> tuple[dict, list[str
     spec["migrate"] = _argv(spec["migrate"], "migrate", problems)
     spec["check_config"] = _argv(spec["check_config"], "check_config", problems)
 
-    health = spec["health"]
-    if not isinstance(health, dict):
-        problems.append("flaskfleet_app.health must be a mapping: {path, status, version_field}")
-        spec["health"] = health = dict(GENERIC["health"])
-    unknown = sorted(set(health) - set(GENERIC["health"]))
-    if unknown:
-        problems.append(f"flaskfleet_app.health: unknown key(s) {', '.join(unknown)}")
+    health = _record(spec, "health", problems)
     if not str(health.get("path", "")).startswith("/"):
         problems.append(
             f"flaskfleet_app.health.path={health.get('path')!r} must start with / "
@@ -311,13 +320,7 @@ def _check(spec: dict, project_root, with_workers: bool) -> tuple[dict, list[str
             "such as postgresql+psycopg, postgresql+psycopg2 or postgresql"
         )
 
-    static = spec["static"]
-    if not isinstance(static, dict):
-        problems.append("flaskfleet_app.static must be a mapping: {dir, url}")
-        spec["static"] = static = dict(GENERIC["static"])
-    unknown = sorted(set(static) - set(GENERIC["static"]))
-    if unknown:
-        problems.append(f"flaskfleet_app.static: unknown key(s) {', '.join(unknown)}")
+    static = _record(spec, "static", problems)
     static_dir = str(static.get("dir") or "")
     if static_dir.startswith("/") or ".." in static_dir.split("/"):
         problems.append(
@@ -336,15 +339,10 @@ def _check(spec: dict, project_root, with_workers: bool) -> tuple[dict, list[str
         problems.append("flaskfleet_app.system_packages must be a list of Debian package names")
         spec["system_packages"] = []
 
-    gunicorn = spec["gunicorn"]
-    if not isinstance(gunicorn, dict) or not isinstance(gunicorn.get("hooks"), dict):
-        problems.append(
-            "flaskfleet_app.gunicorn must be {hooks: {name: module:function}, requirement}"
-        )
-        spec["gunicorn"] = gunicorn = dict(GENERIC["gunicorn"])
-    unknown = sorted(set(gunicorn) - set(GENERIC["gunicorn"]))
-    if unknown:
-        problems.append(f"flaskfleet_app.gunicorn: unknown key(s) {', '.join(unknown)}")
+    gunicorn = _record(spec, "gunicorn", problems)
+    if not isinstance(gunicorn.get("hooks"), dict):
+        problems.append("flaskfleet_app.gunicorn.hooks must be a mapping: hook -> module:function")
+        gunicorn["hooks"] = {}
     for hook, target in gunicorn["hooks"].items():
         if hook not in GUNICORN_HOOKS:
             problems.append(

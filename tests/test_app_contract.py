@@ -93,6 +93,12 @@ def test_wsgi_targets_gunicorn_accepts(tree, wsgi):
         ({"database_scheme": "mysql"}, "database_scheme"),
         ({"version": "1.0 beta"}, "flaskfleet_app.version"),
         ({"colour": "blue"}, "unknown key(s) colour"),
+        ({"health": "/ping"}, "flaskfleet_app.health must be a mapping"),
+        (
+            {"static": {"dir": "x/static", "root": "/"}},
+            "flaskfleet_app.static: unknown key(s) root",
+        ),
+        ({"gunicorn": {"hooks": "m:f"}}, "flaskfleet_app.gunicorn.hooks must be a mapping"),
         ({"kind": "project"}, "has no pyproject.toml"),
         ({"requirements": "locked.txt"}, "neither a Python project"),
     ],
