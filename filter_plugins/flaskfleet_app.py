@@ -204,6 +204,20 @@ def _project_problems(spec, source, problems):
         problems.append(f"flaskfleet_app.requirements: {requirements} is not a file in {path}")
 
 
+def _known_names(mapping: dict, field: str, known, hint: str, problems: list[str]) -> None:
+    """Every key of mapping is one of known."""
+    for key in mapping:
+        if key not in known:
+            problems.append(f"flaskfleet_app.{field}.{key}: {hint} {', '.join(known)}")
+
+
+def _pattern_values(mapping: dict, field: str, pattern, hint: str, problems: list[str]) -> None:
+    """Every value of mapping is a string matching pattern."""
+    for key, value in mapping.items():
+        if not isinstance(value, str) or not pattern.match(value):
+            problems.append(f"flaskfleet_app.{field}.{key}={value!r} {hint}")
+
+
 def _record(spec: dict, key: str, problems: list[str]) -> dict:
     """A sub-mapping of the contract (health, static, gunicorn): a mapping with known keys."""
     value = spec[key]
@@ -290,16 +304,8 @@ def _check(spec: dict, project_root, with_workers: bool) -> tuple[dict, list[str
     if not isinstance(env, dict):
         problems.append("flaskfleet_app.env must be a mapping: wiring value -> variable name")
         spec["env"] = env = {}
-    for key, name in env.items():
-        if key not in WIRING:
-            problems.append(
-                f"flaskfleet_app.env.{key}: unknown wiring value; "
-                f"the wiring values are {', '.join(WIRING)}"
-            )
-        if not isinstance(name, str) or not _ENV_NAME.match(name):
-            problems.append(
-                f"flaskfleet_app.env.{key}={name!r} is not an environment variable name"
-            )
+    _known_names(env, "env", WIRING, "unknown wiring value; the wiring values are", problems)
+    _pattern_values(env, "env", _ENV_NAME, "is not an environment variable name", problems)
     if spec["replica_urls_format"] not in ("joined", "json", "numbered"):
         problems.append(
             f"flaskfleet_app.replica_urls_format={spec['replica_urls_format']!r}: use joined "
@@ -343,16 +349,9 @@ def _check(spec: dict, project_root, with_workers: bool) -> tuple[dict, list[str
     if not isinstance(gunicorn.get("hooks"), dict):
         problems.append("flaskfleet_app.gunicorn.hooks must be a mapping: hook -> module:function")
         gunicorn["hooks"] = {}
-    for hook, target in gunicorn["hooks"].items():
-        if hook not in GUNICORN_HOOKS:
-            problems.append(
-                f"flaskfleet_app.gunicorn.hooks.{hook}: not a gunicorn server hook "
-                f"({', '.join(GUNICORN_HOOKS)})"
-            )
-        if not isinstance(target, str) or not _HOOK.match(target):
-            problems.append(
-                f"flaskfleet_app.gunicorn.hooks.{hook}={target!r}: give module:function"
-            )
+    hooks = gunicorn["hooks"]
+    _known_names(hooks, "gunicorn.hooks", GUNICORN_HOOKS, "not a gunicorn server hook:", problems)
+    _pattern_values(hooks, "gunicorn.hooks", _HOOK, "- give module:function", problems)
     if not isinstance(gunicorn.get("requirement"), str) or not gunicorn["requirement"]:
         problems.append(
             "flaskfleet_app.gunicorn.requirement: a requirement such as gunicorn==23.0.0"
