@@ -11,6 +11,7 @@ when it is an IP address; a host with none of them is an error that names the fi
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 from urllib.parse import quote
@@ -228,6 +229,7 @@ def flaskfleet_topology_problems(groups, hostvars, primary_override: str = "") -
     """
     problems = _shape_problems(groups, hostvars, primary_override)
     problems.extend(_value_problems(groups, hostvars))
+    problems.extend(_address_problems(groups, hostvars))
     in_service = {h for g in SERVICE_GROUPS for h in _group(groups, g)}
     for host in sorted(set(_group(groups, "all")) | in_service):
         for name, instead in COMPUTED_ROLE_VARIABLES.items():
@@ -327,6 +329,53 @@ def _value_problems(groups, hostvars) -> list[str]:
             problems.append(
                 f"{redis[0]}: flaskfleet_redis_cache_port and flaskfleet_redis_broker_port are the "
                 "same; the cache and the broker are separate instances and need a port each."
+            )
+    return problems
+
+
+PRIVATE_NETWORKS = "10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or fd00::/8"
+
+
+def _address_problems(groups, hostvars) -> list[str]:
+    """Addresses peers cannot use: public, shared by two hosts, or unknown but public.
+
+    A host's address (flaskfleet_address) is what its peers connect to and what its
+    services listen on (Redis, PostgreSQL, gunicorn), so it must be on the private network
+    and belong to that host alone. Addresses are checked as the inventory gives them;
+    gathered ones are not known before the run.
+    """
+    problems: list[str] = []
+    in_service = {h for g in SERVICE_GROUPS for h in _group(groups, g)}
+    owner: dict[str, str] = {}
+    for host in _group(groups, "all") or sorted(in_service):
+        hv = _hv(hostvars, host)
+        private_ip = hv.get("private_ip")
+        if private_ip is not None and private_ip != "":
+            if not _is_ip(private_ip):
+                continue  # _value_problems names it
+            address = ipaddress.ip_address(str(private_ip))
+            if str(address) in owner:
+                problems.append(
+                    f"{host}: private_ip={address} is also the private_ip of "
+                    f"{owner[str(address)]}; each host needs its own address. Fix the address, "
+                    "or list one host in several groups to put several tiers on one machine."
+                )
+            owner.setdefault(str(address), host)
+            if host in in_service and address.is_global:
+                problems.append(
+                    f"{host}: private_ip={address} is a public address: its peers would reach "
+                    "it over the internet and its services would listen there. Set private_ip "
+                    f"to its address on the private network ({PRIVATE_NETWORKS})."
+                )
+            continue
+        ansible_host = hv.get("ansible_host")
+        public_host = _is_ip(ansible_host) and ipaddress.ip_address(str(ansible_host)).is_global
+        if host in in_service and public_host:
+            problems.append(
+                f"{host}: private_ip is not set and ansible_host={ansible_host} is a public "
+                "address: peers would use the host's gathered default-route address, "
+                "usually that public one, and its services would listen there. Set "
+                f"private_ip to its address on the private network ({PRIVATE_NETWORKS})."
             )
     return problems
 
@@ -570,6 +619,207 @@ def flaskfleet_spec_without_defaults(options: dict) -> dict:
     return strip(options)
 
 
+# --- Preflight checks beyond the inventory's shape ---------------------------
+
+
+def flaskfleet_deploy_serial_problems(deploy_serial, groups) -> list[str]:
+    """What is wrong with ``deploy_serial`` (the rolling batch size) for these app servers.
+
+    A batch is drained at the load balancers only while other app servers answer, so with
+    two or more app servers a batch must leave at least one out: a batch of all of them
+    would restart together. One app server cannot be drained at all (its instances restart
+    one at a time), so any size is the same there. Percentages round as Ansible's ``serial``
+    does (down, at least 1).
+    """
+    if deploy_serial is None:
+        return []
+    text = str(deploy_serial)
+    match = re.fullmatch(r"([1-9][0-9]*)(%?)", text)
+    if not match:
+        return [
+            f"deploy_serial={text} is not a batch size. Give a number of app servers "
+            "(1, 2, ...) or a percentage of them (25%); 1 is the default."
+        ]
+    apps = len(_group(groups, "appservers"))
+    size = int(match.group(1))
+    batch = (int(size / 100.0 * apps) or 1) if match.group(2) else size
+    if apps >= 2 and batch >= apps:
+        return [
+            f"deploy_serial={text} puts all {apps} app servers in one batch: a batch is drained "
+            "only while other app servers answer, so every instance would restart at once. Set "
+            f"deploy_serial to at most {apps - 1} (or a percentage under 100%); 1 is the default."
+        ]
+    return []
+
+
+# The five cluster secrets and the shortest value each may have: what the role that
+# uses it enforces, and never under flaskfleet's own floor of 12 (the postgresql role only
+# requires a password). tests/test_topology.py checks these against the roles.
+SECRET_MIN_LENGTH_FLOOR = 12
+CLUSTER_SECRETS = {
+    "flaskfleet_db_password": (SECRET_MIN_LENGTH_FLOOR, "flaskfleet"),
+    "flaskfleet_replication_password": (SECRET_MIN_LENGTH_FLOOR, "flaskfleet"),
+    # redis role: redis_password_min_length (the host's value when the inventory sets it).
+    "flaskfleet_redis_cache_password": (16, "the redis role (redis_password_min_length)"),
+    "flaskfleet_redis_broker_password": (16, "the redis role (redis_password_min_length)"),
+    # app_release role: its preflight asserts app_release_secret_key | length >= 16.
+    "flaskfleet_secret_key": (16, "the app_release role"),
+}
+# Placeholders of inventory/example/group_vars/all/vault.yml.example and their kin.
+PLACEHOLDER = re.compile(r"change[\W_]*me", re.IGNORECASE)
+SECRET_FIX = (
+    "in the vault (inventory/example/group_vars/all/vault.yml.example; "
+    "generate one with: openssl rand -base64 36)"
+)
+
+
+def flaskfleet_secret_problems(values, host: str, redis_min_length=None) -> list[str]:
+    """What is wrong with one host's cluster secrets (``values``: name -> value as the host
+    sees it; unset = None or ""). Messages name the variable, never its value."""
+    values = dict(values or {})
+    problems: list[str] = []
+    holders: dict[str, list[str]] = {}
+    for name, (minimum, who) in CLUSTER_SECRETS.items():
+        value = values.get(name)
+        if value is None or str(value) == "":
+            problems.append(f"{host}: {name} is not set. Define it {SECRET_FIX}.")
+            continue
+        value = str(value)
+        if "redis" in name and redis_min_length not in (None, ""):
+            # A value that is not a number: the role variable check names it.
+            with contextlib.suppress(ValueError):
+                minimum = _as_int(redis_min_length)
+        minimum = max(minimum, SECRET_MIN_LENGTH_FLOOR)
+        if PLACEHOLDER.search(value):
+            problems.append(
+                f"{host}: {name} is still a placeholder (it contains CHANGE-ME); "
+                f"set a random value {SECRET_FIX}."
+            )
+        elif len(value) < minimum:
+            problems.append(
+                f"{host}: {name} has {len(value)} characters; {who} needs at least {minimum}. "
+                f"Set a longer random value {SECRET_FIX}."
+            )
+        holders.setdefault(value, []).append(name)
+    for names in holders.values():
+        if len(names) > 1:
+            problems.append(
+                f"{host}: {' and '.join(names)} have the same value; give each secret its own "
+                f"random value {SECRET_FIX}, so that one leaked secret opens one service."
+            )
+    return problems
+
+
+# Names with a role's prefix that are not inputs of the role (its meta/argument_specs.yml)
+# yet are not typos: flaskfleet settings and extra vars the playbooks read, and facts the
+# roles publish for the playbooks. tests/test_topology.py checks this list against
+# playbooks/, roles/ and the docs' "-e NAME=" examples.
+ROLE_PREFIX_NAMES_NOT_IN_SPECS = frozenset(
+    {
+        "celery_beat",  # setting: celery_beat: true on one worker
+        "app_release_src",  # extra var: deploy another checkout once
+        "app_release_migrate_force",  # extra var: run the migrations again
+        "app_release_rollback_to",  # set by rollback_app.yml for deploy_app.yml
+        # Facts set by the roles (set_fact) for the playbooks.
+        "app_release_build",
+        "app_release_changed",
+        "app_release_current_version",
+        "app_release_name",
+        "app_release_previous_version",
+        "app_release_staged_version",
+        "gunicorn_pending_restarts",
+        "postgresql_fenced_lsn",
+    }
+)
+
+
+def _role_specs(roles_dir: str, role: str) -> tuple[dict, set[str]]:
+    """A role's ``main`` argument spec options (defaults removed) and every option name."""
+    import yaml  # Ansible's own dependency
+
+    path = f"{roles_dir}/{role}/meta/argument_specs.yml"
+    try:
+        with open(path, encoding="utf-8") as handle:
+            entry_points = (yaml.safe_load(handle) or {}).get("argument_specs") or {}
+    except FileNotFoundError:
+        return {}, set()
+    names = {n for ep in entry_points.values() for n in ((ep or {}).get("options") or {})}
+    main = ((entry_points.get("main") or {}).get("options")) or {}
+    return flaskfleet_spec_without_defaults(main), names
+
+
+def _spec_summary(spec: dict) -> str:
+    kind = spec.get("type", "str")
+    if spec.get("elements"):
+        kind = f"{kind} of {spec['elements']}"
+    if spec.get("choices"):
+        kind += " (one of: " + ", ".join(str(c) for c in spec["choices"]) + ")"
+    description = spec.get("description") or ""
+    if isinstance(description, list):
+        description = " ".join(str(d) for d in description)
+    return f"{kind}: {description}".strip().rstrip(":")
+
+
+def flaskfleet_role_spec_names(roles, roles_dir: str) -> list[str]:
+    """The variables the ``main`` entry points of ``roles`` take (their argument specs)."""
+    return sorted({n for role in roles or [] for n in _role_specs(roles_dir, role)[0]})
+
+
+def flaskfleet_role_variable_problems(values, host: str, roles, roles_dir: str, names=None):
+    """One line per role variable of ``host`` that its role cannot use.
+
+    ``names`` are the variables the host sees whose name starts with the prefix
+    (``<role>_``) of a role in ``roles`` (the roles that run on the host), ``values`` their
+    values (those of the names the specs define suffice; ``names`` defaults to its keys).
+    A name the role does not define is a typo: the message suggests the nearest valid
+    name. A value that does not fit the role's ``meta/argument_specs.yml`` (``main`` entry
+    point) is named with what the role expects, never with the whole spec. Values of
+    no_log options are not shown.
+    """
+    import difflib
+
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+    problems: list[str] = []
+    values = dict(values or {})
+    names = set(values) | {str(n) for n in names or []}
+    for role in roles or []:
+        main, known = _role_specs(roles_dir, role)
+        if not known:
+            continue
+        known = known | {n for n in ROLE_PREFIX_NAMES_NOT_IN_SPECS if n.startswith(role + "_")}
+        spec_file = f"roles/{role}/meta/argument_specs.yml"
+        for name in sorted(n for n in names if n.startswith(role + "_")):
+            if name not in known:
+                # Compared without the prefix, which every candidate shares.
+                cut = len(role) + 1
+                close = difflib.get_close_matches(
+                    name[cut:], sorted(k[cut:] for k in known), n=1, cutoff=0.6
+                )
+                hint = (
+                    f"did you mean {role}_{close[0]}? Rename it" if close else "remove or rename it"
+                )
+                problems.append(
+                    f"{host}: {name} is not a variable of the {role} role and would be ignored; "
+                    f"{hint} (the role's variables: {spec_file})."
+                )
+                continue
+            if name not in main or name not in values:
+                continue
+            result = ArgumentSpecValidator({name: main[name]}).validate(
+                {name: values[name]}, validate_role_argument_spec=True
+            )
+            for error in result.error_messages:
+                error = " ".join(str(error).split())
+                if main[name].get("no_log"):
+                    error = error.replace(str(values[name]), "********")
+                problems.append(
+                    f"{host}: {name} is not usable by the {role} role: {error}. Fix its value "
+                    f"in the inventory; the role expects {_spec_summary(main[name])} ({spec_file})."
+                )
+    return problems
+
+
 # The sandbox every service flaskfleet owns runs in (gunicorn, celery worker
 # and beat units). Units add to it or override a directive; a list value
 # repeats the directive.
@@ -645,6 +895,10 @@ class FilterModule:
             "flaskfleet_slot_name": flaskfleet_slot_name,
             "flaskfleet_topology": flaskfleet_topology,
             "flaskfleet_topology_problems": flaskfleet_topology_problems,
+            "flaskfleet_deploy_serial_problems": flaskfleet_deploy_serial_problems,
+            "flaskfleet_secret_problems": flaskfleet_secret_problems,
+            "flaskfleet_role_variable_problems": flaskfleet_role_variable_problems,
+            "flaskfleet_role_spec_names": flaskfleet_role_spec_names,
             "flaskfleet_role_hosts": flaskfleet_role_hosts,
             "flaskfleet_systemd_sandbox": flaskfleet_systemd_sandbox,
             "flaskfleet_platform_problem": flaskfleet_platform_problem,

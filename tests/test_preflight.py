@@ -5,21 +5,39 @@ the controller only (the play never connects to a host) and checks the exit
 status and that the message names the fix.
 """
 
+import json
+import re
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-SECRETS = """
-  vars:
-    flaskfleet_db_password: aaaaaaaaaaaaaaaa
-    flaskfleet_replication_password: aaaaaaaaaaaaaaaa
-    flaskfleet_redis_cache_password: aaaaaaaaaaaaaaaa
-    flaskfleet_redis_broker_password: aaaaaaaaaaaaaaaa
-    flaskfleet_secret_key: aaaaaaaaaaaaaaaa
-"""
+sys.path.insert(0, str(ROOT / "filter_plugins"))
+
+import flaskfleet as ff  # noqa: E402 - the plugin folder is not a package
+
+# Five distinct secrets, each as long as the role that uses it needs (16 for Redis and the
+# secret key).
+GOOD_SECRETS = {
+    "flaskfleet_db_password": "db-pw-0123456789",
+    "flaskfleet_replication_password": "repl-pw-0123456789",
+    "flaskfleet_redis_cache_password": "cache-pw-0123456789",
+    "flaskfleet_redis_broker_password": "broker-pw-0123456789",
+    "flaskfleet_secret_key": "secret-key-0123456789",
+}
+
+
+def all_vars(**values) -> str:
+    """The inventory's all.vars block: the good secrets with ``values`` replacing or added."""
+    lines = [f"    {k}: {json.dumps(v)}" for k, v in {**GOOD_SECRETS, **values}.items()]
+    return "\n  vars:\n" + "\n".join(lines) + "\n"
+
+
+SECRETS = all_vars()
 GOOD = {
     "loadbalancers": "{hosts: {lb1: {private_ip: 10.0.0.10}}}",
     "appservers": "{hosts: {app1: {private_ip: 10.0.0.21}}}",
@@ -91,6 +109,156 @@ def test_a_broken_inventory_fails_with_the_fix(tmp_path, groups, message):
     assert result.returncode != 0
     assert message in result.stdout + result.stderr
     assert "changed=1" not in result.stdout
+
+
+def refused(result, *fragments):
+    """The run failed, changed nothing, and one output line holds every fragment: the
+    message is one line (with the host, the variable and the fix), not a dump."""
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out[-3000:]
+    assert not re.search(r"changed=[1-9]", result.stdout), result.stdout[-3000:]
+    assert "argument_spec_data" not in out
+    lines = [line for line in out.splitlines() if all(f in line for f in fragments)]
+    assert lines, f"no line with {fragments}:\n{out[-4000:]}"
+
+
+TWO_APPS = "{hosts: {app1: {private_ip: 10.0.0.21}, app2: {private_ip: 10.0.0.22}}}"
+
+
+@pytest.mark.parametrize("serial", ["2", "100%", "150%", "5"])
+def test_a_batch_of_every_app_server_is_refused(tmp_path, serial):
+    result = run_preflight(tmp_path, secrets=all_vars(deploy_serial=serial), appservers=TWO_APPS)
+    refused(
+        result,
+        f"deploy_serial={serial} puts all 2 app servers in one batch",
+        "Set deploy_serial to at most 1",
+    )
+
+
+@pytest.mark.parametrize("serial", ["1", "50%", "99%"])
+def test_a_batch_that_leaves_an_app_server_serving_passes(tmp_path, serial):
+    result = run_preflight(tmp_path, secrets=all_vars(deploy_serial=serial), appservers=TWO_APPS)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+@pytest.mark.parametrize(
+    ("groups", "fragments"),
+    [
+        (
+            {"appservers": "{hosts: {app1: {private_ip: 10.0.0.41}}}"},
+            ("r1: private_ip=10.0.0.41 is also the private_ip of app1", "its own address"),
+        ),
+        (
+            {"appservers": "{hosts: {app1: {private_ip: 8.8.8.8}}}"},
+            ("app1: private_ip=8.8.8.8 is a public address", "Set private_ip to"),
+        ),
+        (
+            {"appservers": "{hosts: {app1: {ansible_host: 8.8.4.4}}}"},
+            ("app1: private_ip is not set and ansible_host=8.8.4.4 is a public", "Set private_ip"),
+        ),
+    ],
+)
+def test_an_unusable_private_address_is_refused(tmp_path, groups, fragments):
+    refused(run_preflight(tmp_path, **groups), *fragments)
+
+
+def test_a_private_address_on_the_lab_network_passes(tmp_path):
+    result = run_preflight(tmp_path, appservers="{hosts: {app1: {private_ip: 172.28.0.21}}}")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_the_example_vault_placeholders_are_refused(tmp_path):
+    """inventory/example's vault.yml.example, copied but not edited."""
+    example = ROOT / "inventory" / "example" / "group_vars" / "all" / "vault.yml.example"
+    vault = yaml.safe_load(example.read_text())
+    values = {name.removeprefix("vault_"): value for name, value in vault.items()}
+    assert values["flaskfleet_secret_key"] == "CHANGE-ME-AT-LEAST-16-CHARS"
+    result = run_preflight(tmp_path, secrets=all_vars(**values))
+    refused(result, "flaskfleet_secret_key is still a placeholder", "set a random value")
+
+
+@pytest.mark.parametrize(
+    ("values", "fragments"),
+    [
+        (
+            {"flaskfleet_secret_key": "changeme-changeme-changeme"},
+            ("flaskfleet_secret_key is still a placeholder", "openssl rand"),
+        ),
+        (
+            {"flaskfleet_redis_broker_password": GOOD_SECRETS["flaskfleet_redis_cache_password"]},
+            (
+                "flaskfleet_redis_cache_password and flaskfleet_redis_broker_password have the "
+                "same value",
+                "give each secret its own random value",
+            ),
+        ),
+        # 13 characters: enough for the old 12-character check, not for the redis role.
+        (
+            {"flaskfleet_redis_cache_password": "abcdefghijklm"},
+            (
+                "flaskfleet_redis_cache_password has 13 characters; the redis role "
+                "(redis_password_min_length) needs at least 16",
+            ),
+        ),
+        (
+            {"flaskfleet_redis_broker_password": "x" * 20, "redis_password_min_length": 24},
+            ("flaskfleet_redis_broker_password has 20 characters", "needs at least 24"),
+        ),
+        (
+            {"flaskfleet_secret_key": "fifteen-chars-x"},
+            ("flaskfleet_secret_key has 15 characters; the app_release role needs at least 16",),
+        ),
+    ],
+)
+def test_weak_secrets_are_refused(tmp_path, values, fragments):
+    refused(run_preflight(tmp_path, secrets=all_vars(**values)), *fragments)
+
+
+def test_secrets_are_checked_on_every_host(tmp_path):
+    # Good in group_vars/all, weak in one host's own variables.
+    result = run_preflight(
+        tmp_path,
+        workers="{hosts: {w1: {private_ip: 10.0.0.31, flaskfleet_secret_key: short-but-set}}}",
+    )
+    refused(result, "w1: flaskfleet_secret_key has 13 characters")
+    assert "app1: flaskfleet_secret_key" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("groups", "fragments"),
+    [
+        (
+            {"loadbalancers": "{hosts: {lb1: {private_ip: 10.0.0.10, nginx_tls_self_signd: 1}}}"},
+            (
+                "lb1: nginx_tls_self_signd is not a variable of the nginx role",
+                "did you mean nginx_tls_self_signed?",
+            ),
+        ),
+        (
+            {"workers": "{hosts: {w1: {private_ip: 10.0.0.31, celery_beats: true}}}"},
+            ("w1: celery_beats is not a variable of the celery role", "did you mean celery_beat?"),
+        ),
+        (
+            {"appservers": "{hosts: {app1: {private_ip: 10.0.0.21, gunicorn_zzz: 1}}}"},
+            ("app1: gunicorn_zzz is not a variable of the gunicorn role", "remove or rename it"),
+        ),
+    ],
+)
+def test_a_misspelt_role_variable_is_refused_with_the_nearest_name(tmp_path, groups, fragments):
+    refused(run_preflight(tmp_path, **groups), *fragments)
+
+
+def test_a_role_variable_of_the_wrong_type_gets_one_line_not_the_spec(tmp_path):
+    result = run_preflight(
+        tmp_path, loadbalancers="{hosts: {lb1: {private_ip: 10.0.0.10, nginx_http_port: eighty}}}"
+    )
+    refused(
+        result,
+        "lb1: nginx_http_port is not usable by the nginx role",
+        "the role expects int: Port of the plain HTTP site.",
+    )
+    # Nothing of the rest of the nginx spec.
+    assert "nginx_gzip_types" not in result.stdout + result.stderr
 
 
 def test_missing_secrets_fail(tmp_path):
@@ -165,3 +333,249 @@ def test_an_app_description_may_use_the_wiring_values(tmp_path):
     )
     result = run_preflight(tmp_path, secrets=SECRETS + app)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+# --- The checks against what the repository ships --------------------------------------
+#
+# The checks must refuse nothing the project itself sets: every inventory in the
+# repository (inventory/*, each molecule scenario's provisioner.inventory) is loaded as
+# Ansible would merge it (group vars, child groups over all, host vars last) and checked
+# with the preflight's own functions. Values stay as written (templates unrendered).
+
+ROLE_NAMES = sorted(p.parent.parent.name for p in ROOT.glob("roles/*/meta/argument_specs.yml"))
+
+
+def _yaml(path: Path):
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def _walk_groups(name, node, groups, group_vars, host_vars, depth, depths):
+    node = node or {}
+    depths[name] = min(depths.get(name, depth), depth)
+    groups.setdefault(name, [])
+    for host, hvars in (node.get("hosts") or {}).items():
+        groups[name].append(host)
+        host_vars.setdefault(host, {}).update(hvars or {})
+    group_vars.setdefault(name, {}).update(node.get("vars") or {})
+    for child, child_node in (node.get("children") or {}).items():
+        _walk_groups(child, child_node, groups, group_vars, host_vars, depth + 1, depths)
+        groups[name] += groups[child]
+
+
+def _merge(groups, group_vars, host_vars, depths):
+    """(groups, hostvars) as Ansible merges them: all, then deeper groups, then the host."""
+    for name in list(groups):
+        groups[name] = list(dict.fromkeys(groups[name]))
+    groups["all"] = list(dict.fromkeys(h for hosts in groups.values() for h in hosts))
+    order = sorted(groups, key=lambda g: (g != "all", depths.get(g, 1), g))
+    hostvars = {}
+    for host in groups["all"]:
+        merged = {}
+        for name in order:
+            if host in groups[name]:
+                merged.update(group_vars.get(name) or {})
+        merged.update(host_vars.get(host) or {})
+        hostvars[host] = merged
+    return groups, hostvars
+
+
+def inventory_dir(path: Path):
+    groups, group_vars, host_vars, depths = {}, {}, {}, {}
+    _walk_groups(
+        "all", _yaml(path / "hosts.yml").get("all"), groups, group_vars, host_vars, 0, depths
+    )
+    for kind, target in (("group_vars", group_vars), ("host_vars", host_vars)):
+        for item in sorted((path / kind).glob("*")):
+            files = sorted(item.glob("*")) if item.is_dir() else [item]
+            for file in files:
+                if file.suffix in (".yml", ".yaml", ".json"):  # what Ansible loads
+                    target.setdefault(item.name.split(".")[0], {}).update(_yaml(file))
+    return _merge(groups, group_vars, host_vars, depths)
+
+
+def molecule_inventory(path: Path):
+    scenario = _yaml(path)
+    groups, group_vars, host_vars, depths = {"all": []}, {}, {}, {"all": 0}
+    for platform in scenario.get("platforms") or []:
+        for group in platform.get("groups") or []:
+            groups.setdefault(group, []).append(platform["name"])
+        groups["all"].append(platform["name"])
+    inventory = (scenario.get("provisioner") or {}).get("inventory") or {}
+    for name, node in (inventory.get("hosts") or {}).items():
+        for child in (node or {}).get("children") or {}:
+            groups.setdefault(name, [])
+            groups[name] += groups.get(child, [])
+            depths[child] = 2
+        depths.setdefault(name, 1)
+    for name, values in (inventory.get("group_vars") or {}).items():
+        group_vars[name] = values or {}
+    for name, values in (inventory.get("host_vars") or {}).items():
+        host_vars[name] = values or {}
+    return _merge(groups, group_vars, host_vars, depths)
+
+
+SHIPPED = {
+    **{f"inventory/{p.name}": p for p in sorted((ROOT / "inventory").iterdir()) if p.is_dir()},
+    **{str(p.relative_to(ROOT)): p for p in sorted(ROOT.glob("molecule/*/molecule.yml"))},
+}
+
+
+def load_shipped(name):
+    path = SHIPPED[name]
+    return molecule_inventory(path) if path.name == "molecule.yml" else inventory_dir(path)
+
+
+def test_every_shipped_inventory_is_checked():
+    assert {"inventory/lab", "inventory/example", "molecule/cluster/molecule.yml"} <= set(SHIPPED)
+    groups, hostvars = load_shipped("molecule/cluster/molecule.yml")
+    assert hostvars["ff-cluster-lb1"]["nginx_tls_self_signed"] is True  # the loader merges
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_the_new_checks_refuse_nothing_the_repository_ships(name):
+    groups, hostvars = load_shipped(name)
+    assert groups["all"], name
+    problems = ff._address_problems(groups, hostvars)
+    for host in groups["all"]:
+        values = hostvars[host]
+        problems += ff.flaskfleet_deploy_serial_problems(values.get("deploy_serial"), groups)
+        # Stricter than the play: every role's prefix on every host.
+        role_values = {k: v for k, v in values.items() if k.startswith(tuple(ROLE_NAMES))}
+        problems += ff.flaskfleet_role_variable_problems(
+            role_values, host, ROLE_NAMES, str(ROOT / "roles")
+        )
+        if all(values.get(secret) for secret in ff.CLUSTER_SECRETS):
+            problems += ff.flaskfleet_secret_problems(
+                values, host, values.get("redis_password_min_length")
+            )
+    assert problems == [], name
+
+
+@pytest.mark.parametrize("name", ["inventory/lab", "inventory/example"])
+def test_the_shipped_inventories_pass_the_whole_topology_check(name):
+    groups, hostvars = load_shipped(name)
+    assert ff.flaskfleet_topology_problems(groups, hostvars) == []
+
+
+# --- The checks agree with the roles -------------------------------------------------------
+
+
+def test_secret_minimums_are_the_roles_own():
+    redis_defaults = _yaml(ROOT / "roles" / "redis" / "defaults" / "main.yml")
+    for name in ("flaskfleet_redis_cache_password", "flaskfleet_redis_broker_password"):
+        assert ff.CLUSTER_SECRETS[name][0] == redis_defaults["redis_password_min_length"]
+    app_preflight = (ROOT / "roles" / "app_release" / "tasks" / "preflight.yml").read_text()
+    minimum = ff.CLUSTER_SECRETS["flaskfleet_secret_key"][0]
+    assert f"app_release_secret_key | length >= {minimum}" in app_preflight
+    postgres_preflight = (ROOT / "roles" / "postgresql" / "tasks" / "preflight.yml").read_text()
+    assert "postgresql_db_password | length > 0" in postgres_preflight  # no stricter minimum
+    playbook = (ROOT / "playbooks" / "preflight.yml").read_text()
+    assert all(f"- {name}\n" in playbook for name in ff.CLUSTER_SECRETS)
+
+
+def _walk(node):
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _walk(item)
+
+
+def _names_the_project_uses() -> dict[str, str]:
+    """Role-prefixed names the playbooks and roles set (set_fact, register, play or task
+    vars, vars files) and the docs pass as extra vars (-e NAME=...): name -> where."""
+    names: dict[str, str] = {}
+    files = [*ROOT.glob("playbooks/**/*.yml"), ROOT / "site.yml"]
+    files += [*ROOT.glob("roles/*/tasks/*.yml"), *ROOT.glob("roles/*/handlers/*.yml")]
+    files += [*ROOT.glob("molecule/*/*.yml")]
+    for path in files:
+        data = _yaml(path)
+        if path.parent.name == "vars" and isinstance(data, dict):
+            names.update(dict.fromkeys(data, str(path)))
+        for node in _walk(data):
+            for key in ("ansible.builtin.set_fact", "set_fact", "vars"):
+                if isinstance(node.get(key), dict):
+                    names.update(dict.fromkeys(node[key], str(path)))
+            if isinstance(node.get("register"), str):
+                names[node["register"]] = str(path)
+    for path in [*ROOT.glob("*.md"), *ROOT.glob("docs/*.md"), *ROOT.glob("roles/*/README.md")]:
+        for name in re.findall(r"-e ([a-z_]+)=", path.read_text()):
+            names[name] = str(path)
+    return {n: w for n, w in names.items() if n.startswith(tuple(f"{r}_" for r in ROLE_NAMES))}
+
+
+def test_every_role_prefixed_name_the_project_uses_is_known():
+    """A name the playbooks set or document that no spec defines must be in
+    ROLE_PREFIX_NAMES_NOT_IN_SPECS, or the typo check would refuse it."""
+    problems = []
+    for name, where in sorted(_names_the_project_uses().items()):
+        role = next(r for r in ROLE_NAMES if name.startswith(f"{r}_"))
+        found = ff.flaskfleet_role_variable_problems({name: None}, "h", [role], str(ROOT / "roles"))
+        problems += [f"{p} (from {where})" for p in found if "not a variable" in p]
+    assert problems == []
+
+
+def test_the_names_known_outside_the_specs_are_still_used():
+    text = "".join(
+        p.read_text()
+        for pattern in ("playbooks/**/*.yml", "roles/*/tasks/*.yml", "docs/*.md", "*.md")
+        for p in ROOT.glob(pattern)
+    )
+    assert [n for n in sorted(ff.ROLE_PREFIX_NAMES_NOT_IN_SPECS) if n not in text] == []
+
+
+# --- The messages ------------------------------------------------------------------------
+
+
+def test_secret_messages_never_show_a_value():
+    values = {
+        "flaskfleet_db_password": "CHANGE-ME",
+        "flaskfleet_replication_password": "tiny-secret",
+        "flaskfleet_redis_cache_password": "same-secret-0123456789",
+        "flaskfleet_redis_broker_password": "same-secret-0123456789",
+        "flaskfleet_secret_key": "",
+    }
+    problems = ff.flaskfleet_secret_problems(values, "app1")
+    assert len(problems) == 4, problems  # placeholder, short, shared (one line), unset
+    assert all(p.startswith("app1: flaskfleet_") and "\n" not in p for p in problems)
+    for value in ("tiny-secret", "same-secret"):
+        assert not any(value in p for p in problems)
+
+
+def test_a_no_log_value_is_not_shown_in_a_type_error(tmp_path):
+    spec = {"demo_token": {"type": "int", "no_log": True, "description": "A token."}}
+    meta = tmp_path / "demo" / "meta"
+    meta.mkdir(parents=True)
+    (meta / "argument_specs.yml").write_text(
+        yaml.safe_dump({"argument_specs": {"main": {"options": spec}}})
+    )
+    problems = ff.flaskfleet_role_variable_problems(
+        {"demo_token": "hunter2-secret"}, "h1", ["demo"], str(tmp_path)
+    )
+    assert len(problems) == 1 and problems[0].startswith("h1: demo_token is not usable")
+    assert "hunter2" not in problems[0]
+
+
+def test_names_of_roles_not_on_the_host_are_not_checked():
+    problems = ff.flaskfleet_role_variable_problems(
+        {"nginx_tls_self_signd": True, "redis_cache_maxmemory": "8mb"},
+        "db1",
+        ["common", "redis"],
+        str(ROOT / "roles"),
+    )
+    assert problems == []
+
+
+def test_a_misspelt_name_is_reported_whatever_its_value_holds(tmp_path):
+    """Only the values of names the roles define are templated by the check."""
+    result = run_preflight(
+        tmp_path,
+        loadbalancers="{hosts: {lb1: {private_ip: 10.0.0.10, nginx_worker_conections: '{{ x }}'}}}",
+    )
+    refused(
+        result,
+        "lb1: nginx_worker_conections is not a variable of the nginx role",
+        "did you mean nginx_worker_connections?",
+    )

@@ -250,6 +250,16 @@ def test_urls_are_empty_without_credentials():
         ({"app1": {"flaskfleet_drain": "maybe"}}, "flaskfleet_drain must be true or false"),
         ({"r1": {"flaskfleet_redis_broker_port": 6379}}, "need a port each"),
         ({"app1": {"gunicorn_instances": 3}}, "set flaskfleet_gunicorn_instances instead"),
+        ({"app1": {"private_ip": "8.8.8.8"}}, "app1: private_ip=8.8.8.8 is a public address"),
+        ({"db3": {"private_ip": "fd00::1"}, "db2": {"private_ip": "fd00:0::1"}}, "also the"),
+        (
+            {"app2": {"private_ip": "10.0.0.21"}},
+            "app2: private_ip=10.0.0.21 is also the private_ip",
+        ),
+        (
+            {"app1": {"private_ip": None, "ansible_host": "8.8.4.4"}},
+            "app1: private_ip is not set and ansible_host=8.8.4.4 is a public address",
+        ),
     ],
 )
 def test_a_broken_inventory_is_refused_with_the_fix(overrides, message):
@@ -292,6 +302,56 @@ def test_a_primary_override_must_name_a_database_host():
 def test_a_good_inventory_has_no_problem():
     groups, hostvars = inventory()
     assert ff.flaskfleet_topology_problems(groups, hostvars) == []
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        # Private, shared-address-space (CGNAT) and unique local addresses are all fine.
+        {"app1": {"private_ip": "192.168.1.5"}, "app2": {"private_ip": "100.64.0.2"}},
+        {"app1": {"private_ip": "fd12:3456::21"}},
+        # No private_ip: the gathered address, unknown before the run.
+        {"app1": {"private_ip": None, "ansible_host": "app1.example.org"}},
+        {"app1": {"private_ip": None, "ansible_host": "10.0.0.21"}},
+        # A retired host is in no wire.
+        {"appservers": ["app1"], "retired": ["app2"], "app2": {"private_ip": "8.8.8.8"}},
+    ],
+)
+def test_usable_addresses_pass(overrides):
+    groups, hostvars = inventory(**overrides)
+    assert ff.flaskfleet_topology_problems(groups, hostvars) == []
+
+
+@pytest.mark.parametrize(
+    ("serial", "apps", "refused"),
+    [
+        (None, 2, False),
+        ("1", 1, False),
+        ("3", 1, False),  # one app server: nothing to drain to, whatever the size
+        ("100%", 1, False),
+        ("1", 2, False),
+        ("2", 2, True),
+        (2, 2, True),
+        ("50%", 2, False),
+        ("99%", 2, False),  # int(0.99 * 2) = 1, as Ansible rounds
+        ("100%", 2, True),
+        ("2", 3, False),
+        ("66%", 3, False),
+        ("100%", 3, True),
+        ("4", 3, True),
+    ],
+)
+def test_a_batch_must_leave_an_app_server_serving(serial, apps, refused):
+    groups = {"appservers": [f"app{n}" for n in range(1, apps + 1)]}
+    problems = ff.flaskfleet_deploy_serial_problems(serial, groups)
+    assert bool(problems) is refused, problems
+    if refused:
+        assert f"at most {apps - 1}" in problems[0]
+
+
+@pytest.mark.parametrize("serial", ["0", "all", "-1", "50 %", "", "1.5", [1, 2]])
+def test_a_batch_size_must_be_a_number_or_a_percentage(serial):
+    assert "is not a batch size" in ff.flaskfleet_deploy_serial_problems(serial, {})[0]
 
 
 @pytest.mark.parametrize(
