@@ -13,7 +13,7 @@ SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/m
 MOLECULE_JOBS ?= 2
 LAB_URL := http://127.0.0.1:8080/
 
-.PHONY: help deps image up down scale-out scale-in test lint unit-test app-test example-test molecule bench-converge bench-deploy clean
+.PHONY: help deps image up down scale-out scale-in test lint unit-test app-test example-test molecule bench-converge bench-deploy bench-failover clean
 
 help:
 	@echo "make up        build what is needed, start the lab, run site.yml, print the URL"
@@ -22,6 +22,7 @@ help:
 	@echo "make scale-out add app3 to the lab and converge it (scale-in reverses it)"
 	@echo "make bench-converge  time a first converge of a fresh lab and an idempotent re-run"
 	@echo "make bench-deploy    rolling vs naive deploy under load on the lab (failed requests each)"
+	@echo "make bench-failover  planned and unplanned database failover under load on the lab"
 	@echo "make deps | image | lint | unit-test | app-test | molecule SCENARIOS='redis nginx'"
 
 # The controller toolchain, pinned (requirements-dev.txt); collections come with
@@ -104,6 +105,11 @@ bench-converge: deps image
 
 bench-deploy: deps
 	python benchmarks/deploy_under_load.py
+
+# Write outage and lost jobs of a planned switchover and of an unplanned failover (a
+# killed primary); the lab ends as it started (db1 primary, db2 replica).
+bench-failover: deps
+	python benchmarks/failover.py
 
 clean: down
 	rm -rf $(VENV) .cache

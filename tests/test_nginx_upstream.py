@@ -51,6 +51,26 @@ def test_drain_and_undrain_change_only_the_hosts_named():
     assert nu.nginx_upstream_drained_hosts(back) == ["app3"]
 
 
+def test_one_instance_drains_while_the_others_of_its_host_serve():
+    doc = nu.nginx_upstream_document(servers("app1", "app2"), SETTINGS)
+    one = nu.nginx_upstream_update(doc, servers("app1", "app2"), drain=["app1:8001"])
+    drained = {(s["host"], s["port"]) for s in one["servers"] if s["drained"]}
+    assert drained == {("app1", 8001)}
+    # The next change keeps that state per server, not per host.
+    other = nu.nginx_upstream_update(one, servers("app1", "app2"), drain=["app2"])
+    drained = {(s["host"], s["port"]) for s in other["servers"] if s["drained"]}
+    assert drained == {("app1", 8001), ("app2", 8001), ("app2", 8002)}
+    back = nu.nginx_upstream_update(other, servers("app1", "app2"), undrain=["app1:8001", "app2"])
+    assert nu.nginx_upstream_drained_hosts(back) == []
+
+
+def test_a_new_port_of_a_known_host_takes_the_host_state():
+    doc = nu.nginx_upstream_document(servers("app1"), SETTINGS)
+    three = servers("app1") + [{"host": "app1", "address": "10.0.0.1", "port": 8003}]
+    updated = nu.nginx_upstream_update(doc, three)
+    assert [s["drained"] for s in updated["servers"]] == [False, False, False]
+
+
 def test_a_new_host_joins_drained_and_a_removed_host_goes():
     doc = nu.nginx_upstream_document(servers("app1", "app2"), SETTINGS)
     scaled = nu.nginx_upstream_update(doc, servers("app1", "app3"))

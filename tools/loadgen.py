@@ -16,6 +16,17 @@ Examples:
 
 A POST sends {"title", "body", "author"} as JSON and remembers the "id" of the answer for
 the paths with {id}; until one is known they fall back to the mix's first GET path.
+
+Background jobs: a POST to /api/jobs (the sample app's job endpoint, e.g. --mix
+"GET /api/articles:80,POST /api/articles:15,POST /api/jobs:5") sends a unique key
+({"key": "<--job-prefix>-<n>", "seconds": --job-seconds}); the keys the app accepted go
+into the report, and --check-jobs REPORT later asks /api/jobs/<key> for each of them
+until every one has ended, and fails unless each was applied exactly once:
+
+  python tools/loadgen.py --check-jobs report.json --url http://127.0.0.1:8080 --wait 300
+
+The report separates failed reads (GET) from failed writes and gives the write outage:
+the wall time from the start of the first failed write to the end of the last one.
 """
 
 from __future__ import annotations
@@ -40,6 +51,8 @@ MIX = (
     (10, "GET", "/healthz"),
     (5, "GET", "/api/slow?ms=20"),
 )
+JOBS_PATH = "/api/jobs"
+ENDED = ("applied", "failed")
 
 
 def parse_mix(text: str) -> tuple[tuple[int, str, str], ...]:
@@ -84,6 +97,10 @@ class Load:
         self.latencies: list[float] = []
         self.errors: list[str] = []
         self.ids: list[int] = []
+        self.jobs: list[str] = []
+        # (start, end, method) of every failed request, seconds since the run started.
+        self.failed_at: list[tuple[float, float, str]] = []
+        self.started = time.monotonic()
         self.stop = threading.Event()
         self.deadline = time.monotonic() + args.duration
         mix = parse_mix(args.mix) if args.mix else MIX
@@ -98,12 +115,17 @@ class Load:
             self.sent += 1
             return self.sent
 
-    def record(self, kind: str, latency: float, instance: str | None, detail: str = "") -> None:
+    def record(
+        self, kind: str, latency: float, instance: str | None, detail: str = "", method: str = ""
+    ) -> None:
         with self.lock:
             self.results[kind] += 1
             self.latencies.append(latency)
             if instance:
                 self.instances[instance] += 1
+            if kind != "ok":
+                end = time.monotonic() - self.started
+                self.failed_at.append((end - latency, end, method))
             if detail and len(self.errors) < 20:
                 self.errors.append(detail)
 
@@ -120,7 +142,11 @@ class Load:
             with self.lock:
                 ident = random.choice(self.ids) if self.ids else None
             path = path.format(id=ident) if ident else self.fallback
-        if method == "POST":
+        job = f"{self.args.job_prefix}-{n}" if method == "POST" and path == JOBS_PATH else None
+        if job:
+            body = json.dumps({"key": job, "seconds": self.args.job_seconds})
+            headers["Content-Type"] = "application/json"
+        elif method == "POST":
             body = json.dumps(
                 {"title": f"load {n}", "body": "steady load " * 20, "author": "loadgen"}
             )
@@ -134,7 +160,10 @@ class Load:
             instance = resp.getheader("X-Served-By")
             if 200 <= resp.status < 300:
                 self.record("ok", latency, instance)
-                if method == "POST":
+                if job:
+                    with self.lock:
+                        self.jobs.append(job)
+                elif method == "POST":
                     try:
                         new_id = json.loads(data).get("id")
                     except ValueError:
@@ -144,16 +173,22 @@ class Load:
                             self.ids.append(new_id)
             else:
                 self.record(
-                    f"http_{resp.status}", latency, instance, f"{method} {path} -> {resp.status}"
+                    f"http_{resp.status}",
+                    latency,
+                    instance,
+                    f"{method} {path} -> {resp.status}",
+                    method,
                 )
             if not self.args.keepalive or resp.getheader("Connection", "").lower() == "close":
                 conn.close()
         except TimeoutError:
-            self.record("timeout", time.monotonic() - start, None, f"{method} {path}: timeout")
+            self.record(
+                "timeout", time.monotonic() - start, None, f"{method} {path}: timeout", method
+            )
             conn.close()
         except (OSError, http.client.HTTPException) as exc:
             kind = "connection_error"
-            self.record(kind, time.monotonic() - start, None, f"{method} {path}: {exc!r}")
+            self.record(kind, time.monotonic() - start, None, f"{method} {path}: {exc!r}", method)
             conn.close()
         return conn
 
@@ -178,7 +213,7 @@ class Load:
         conn.close()
 
     def run(self) -> dict:
-        started = time.monotonic()
+        started = self.started = time.monotonic()
         threads = [
             threading.Thread(target=self.worker, args=(i,), daemon=True)
             for i in range(self.args.concurrency)
@@ -191,21 +226,78 @@ class Load:
         lat = sorted(self.latencies)
         total = sum(self.results.values())
         failures = {k: v for k, v in self.results.items() if k != "ok"}
-        return {
-            "target": self.args.url,
-            "seconds": round(elapsed, 2),
-            "requests": total,
-            "ok": self.results.get("ok", 0),
-            "failed": sum(failures.values()),
-            "failures": failures,
-            "rps": round(total / elapsed, 1) if elapsed else 0.0,
-            "latency_ms": {
-                p: round(percentile(lat, float(p[1:])) * 1000, 1) for p in ("p50", "p90", "p99")
+        return (
+            {
+                "target": self.args.url,
+                "seconds": round(elapsed, 2),
+                "requests": total,
+                "ok": self.results.get("ok", 0),
+                "failed": sum(failures.values()),
+                "failures": failures,
+                "rps": round(total / elapsed, 1) if elapsed else 0.0,
+                "latency_ms": {
+                    p: round(percentile(lat, float(p[1:])) * 1000, 1) for p in ("p50", "p90", "p99")
+                }
+                | {"max": round((lat[-1] if lat else 0) * 1000, 1)},
+                "instances": dict(sorted(self.instances.items())),
+                "error_samples": self.errors,
             }
-            | {"max": round((lat[-1] if lat else 0) * 1000, 1)},
-            "instances": dict(sorted(self.instances.items())),
-            "error_samples": self.errors,
-        }
+            | outage(self.failed_at)
+            | {"jobs": {"accepted": len(self.jobs), "keys": self.jobs}}
+        )
+
+
+def outage(failed_at: list[tuple[float, float, str]]) -> dict:
+    """Failed reads and writes, and the write outage: first failed write's start to last's end."""
+    writes = [(start, end) for start, end, method in failed_at if method not in ("GET", "")]
+    return {
+        "failed_reads": sum(1 for *_, method in failed_at if method == "GET"),
+        "failed_writes": len(writes),
+        "write_outage_s": round(max(e for _, e in writes) - min(s for s, _ in writes), 2)
+        if writes
+        else 0.0,
+    }
+
+
+def check_jobs(args: argparse.Namespace) -> dict:
+    """Ask the app for every job the load run had accepted, until each has ended (or --wait)."""
+    host, port = loopback_only(args.url)
+    keys = json.loads(Path(args.check_jobs).read_text()).get("jobs", {}).get("keys", [])
+    status: dict[str, dict] = {}
+    deadline = time.monotonic() + args.wait
+
+    def state(key: str) -> str | None:
+        return status.get(key, {}).get("status")
+
+    while True:
+        for key in keys:
+            if state(key) in ENDED:
+                continue
+            conn = http.client.HTTPConnection(host, port, timeout=args.timeout)
+            try:
+                conn.request("GET", f"{JOBS_PATH}/{key}", headers={"Accept": "application/json"})
+                resp = conn.getresponse()
+                body = resp.read()
+                if resp.status == 200:
+                    status[key] = json.loads(body)
+            except (OSError, http.client.HTTPException, ValueError):
+                pass  # asked again on the next round
+            finally:
+                conn.close()
+        open_keys = [k for k in keys if state(k) not in ENDED]
+        if not open_keys or time.monotonic() >= deadline:
+            break
+        time.sleep(2)
+    applied_once = [k for k in keys if state(k) == "applied" and status[k]["effects"] == 1]
+    failed = [k for k in keys if state(k) == "failed"]
+    return {
+        "accepted": len(keys),
+        "applied_once": len(applied_once),
+        "failed": failed,
+        "not_ended": open_keys,
+        "executions": sum(status.get(k, {}).get("executions", 0) for k in keys),
+        "lost": len(keys) - len(applied_once),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,7 +320,26 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="reuse connections (default: one connection per request)",
     )
+    p.add_argument(
+        "--job-prefix",
+        default=f"loadgen-{int(time.time())}",
+        help="job keys are <prefix>-<n> (POST /api/jobs in the mix)",
+    )
+    p.add_argument("--job-seconds", type=float, default=1.0, help="how long each job runs")
+    p.add_argument(
+        "--check-jobs",
+        metavar="REPORT",
+        help="instead of sending load: account for every job a load REPORT had accepted",
+    )
+    p.add_argument("--wait", type=float, default=300.0, help="--check-jobs: seconds to wait")
     args = p.parse_args(argv)
+    if args.check_jobs:
+        result = check_jobs(args)
+        text = json.dumps(result, indent=2)
+        print(text)
+        if args.report:
+            Path(args.report).write_text(text)
+        return 0 if result["lost"] == 0 else 1
     if args.duration > 3600 or args.max_requests > 1_000_000:
         p.error("bounded by design: --duration <= 3600, --max-requests <= 1000000")
     report = Load(args).run()

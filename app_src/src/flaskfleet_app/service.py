@@ -168,11 +168,14 @@ def _detail_query(session: Session, article_id: int):
     return article.to_dict() if article is not None else None
 
 
-def cached_read(key: str, fn) -> tuple[Any, str, str]:
+def cached_read(key: str, fn, confirm_missing: bool = False) -> tuple[Any, str, str]:
     """Returns (payload, "HIT"|"MISS", "primary"|"replica").
 
     The cache key carries the articles generation, so every write invalidates every view.
     Reads for a client that just wrote (read-your-writes) skip the cache and use the primary.
+    With confirm_missing, nothing (None) from a replica is asked again of the primary: a
+    replica that lags (for seconds after a promotion, until it follows the new primary) must
+    not turn a row that exists into a 404.
     """
     st = state()
     if wants_primary():
@@ -188,6 +191,8 @@ def cached_read(key: str, fn) -> tuple[Any, str, str]:
             CACHE_RESULTS.labels("hit").inc()
             return hit["payload"], "HIT", hit["db"]
     payload, served = st.db.read(fn)
+    if payload is None and confirm_missing and served == "replica":
+        payload, served = st.db.read(fn, primary=True)
     DB_READS.labels(served).inc()
     CACHE_RESULTS.labels("miss").inc()
     if full_key is not None and payload is not None:
@@ -201,7 +206,9 @@ def list_articles(page: int, per_page: int, author: str | None = None, tag: str 
 
 
 def get_article(article_id: int):
-    return cached_read(f"detail:{article_id}", lambda s: _detail_query(s, article_id))
+    return cached_read(
+        f"detail:{article_id}", lambda s: _detail_query(s, article_id), confirm_missing=True
+    )
 
 
 # -- writes ------------------------------------------------------------------------------------

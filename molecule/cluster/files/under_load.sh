@@ -7,7 +7,8 @@
 # profile_tasks callback: where the step's time went) are also copied, as they
 # come, to REPORT with .ansible.log for .json; they still reach this script's
 # stdout and stderr (the side effect's assertions read them).
-# FF_LOAD_MIX (optional) is loadgen's --mix: the requests another app answers.
+# FF_LOAD_MIX (optional) is loadgen's --mix: the requests another app answers;
+# FF_LOAD_ARGS (optional) more loadgen options, e.g. "--job-seconds 2 --job-prefix x".
 # Usage: under_load.sh REPORT RATE -- command...
 # Exit status: the command's; 70 if it succeeded but the load generator left no report.
 set -uo pipefail
@@ -20,7 +21,7 @@ stop="$(mktemp -u /tmp/ff-load-stop.XXXXXX)"
 mkdir -p "$(dirname "$report")"
 rm -f "$report" "$ansible_log"
 python3 "$root/tools/loadgen.py" --url "$url" --rate "$rate" --concurrency 8 \
-  --duration 1500 --stop-file "$stop" --report "$report" ${FF_LOAD_MIX:+--mix "$FF_LOAD_MIX"} >"$log" 2>&1 &
+  --duration 1500 --stop-file "$stop" --report "$report" ${FF_LOAD_MIX:+--mix "$FF_LOAD_MIX"} ${FF_LOAD_ARGS:-} >"$log" 2>&1 &
 load=$!
 sleep 3
 # stderr through the inner tee (back to stderr), stdout through the outer one;

@@ -33,21 +33,26 @@ def nginx_upstream_document(servers, settings: dict) -> dict:
 def nginx_upstream_update(previous: dict, servers, drain=(), undrain=()) -> dict:
     """The document after a drain change, from the one in service.
 
-    Hosts in ``drain`` are taken out of service, hosts in ``undrain`` put
-    (back) in; every other host keeps its state. Hosts that left ``servers``
-    go; hosts new to it join drained, since nothing has checked them yet.
+    Names in ``drain`` are taken out of service, names in ``undrain`` put
+    (back) in: a host (every server of it) or ``host:port`` (that one server,
+    e.g. one gunicorn instance while it restarts); every other server keeps
+    its state. Servers that left ``servers`` go; a new port of a known host
+    takes the host's state, a new host joins drained (nothing has checked it).
     """
     drain, undrain = set(drain or []), set(undrain or [])
-    before = {s["host"]: bool(s.get("drained")) for s in previous.get("servers", [])}
+    before = {
+        (s["host"], int(s["port"])): bool(s.get("drained")) for s in previous.get("servers", [])
+    }
+    host_before = {host: drained for (host, _), drained in before.items()}
     updated = []
     for item in servers or []:
-        host = item["host"]
-        if host in drain:
+        host, names = item["host"], {item["host"], f"{item['host']}:{int(item['port'])}"}
+        if names & drain:
             drained = True
-        elif host in undrain:
+        elif names & undrain:
             drained = False
         else:
-            drained = before.get(host, True)
+            drained = before.get((host, int(item["port"])), host_before.get(host, True))
         updated.append(_server(item, drained))
     return {"settings": dict(previous["settings"]), "servers": updated}
 
