@@ -585,8 +585,12 @@ def flaskfleet_topology(groups, hostvars, primary_override: str = "", settings=N
         "allow": {
             # Who may reach what, by address: pg_hba today, firewalls and scrape targets later.
             "postgres_clients": app_clients,
+            # A fenced former primary keeps its replication login: its boot guard asks the
+            # others for their timeline before it may start (roles/postgresql, boot guard).
             "replication_clients": unique(
-                ([primary["address"]] if primary else []) + [r["address"] for r in replicas]
+                ([primary["address"]] if primary else [])
+                + [r["address"] for r in replicas]
+                + [flaskfleet_address(h, hostvars) for h in fenced]
             ),
             "redis_clients": app_clients,
             "gunicorn_clients": unique([lb["address"] for lb in loadbalancers]),

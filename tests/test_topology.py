@@ -126,6 +126,8 @@ def test_a_promoted_primary():
     assert [r["host"] for r in t["replicas"]] == ["db3"]
     assert t["replica_slots"] == ["db3"]
     assert t["fenced"] == ["db1"]
+    # Its boot guard still asks the others for their timeline over a replication login.
+    assert t["allow"]["replication_clients"] == ["10.0.0.52", "10.0.0.53", "10.0.0.51"]
     # The new primary first, the fenced one out of every URL.
     assert write_hosts(t) == ["10.0.0.52:5432", "10.0.0.53:5432"]
     assert t["urls"]["replicas"] == [

@@ -23,12 +23,12 @@ rm -f "$report" "$ansible_log"
 python3 "$root/tools/loadgen.py" --url "$url" --rate "$rate" --concurrency 8 \
   --duration 1500 --stop-file "$stop" --report "$report" ${FF_LOAD_MIX:+--mix "$FF_LOAD_MIX"} ${FF_LOAD_ARGS:-} >"$log" 2>&1 &
 load=$!
-sleep 3
+sleep 2
 # stderr through the inner tee (back to stderr), stdout through the outer one;
 # a pipeline waits for its tees, and the command's status comes out of both.
 { "$@" 2>&1 1>&3 3>&- | tee -a "$ansible_log" >&2 3>&-; exit "${PIPESTATUS[0]}"; } 3>&1 | tee -a "$ansible_log"
 rc=${PIPESTATUS[0]}
-sleep 3
+sleep 2
 touch "$stop"
 wait "$load"
 rm -f "$stop"
