@@ -166,7 +166,12 @@ def phase(name: str, args, inventory: Path, new_primary: str, kill: str | None, 
 def guard_verdict(host: str) -> dict:
     docker("start", PREFIX + host)
     docker("exec", PREFIX + host, "systemctl", "is-system-running", "--wait")
-    active = docker("exec", PREFIX + host, "systemctl", "is-active", "postgresql@15-main")
+    deadline = time.monotonic() + 60
+    while True:  # until the unit has started, or its boot guard has refused
+        active = docker("exec", PREFIX + host, "systemctl", "is-active", "postgresql@15-main")
+        if active.stdout.strip() in ("active", "failed") or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     journal = docker(
         "exec", PREFIX + host, "journalctl", "-b", "-u", "postgresql@15-main", "--no-pager"
     )
