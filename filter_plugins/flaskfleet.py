@@ -135,6 +135,15 @@ DEFAULTS = {
     "celery_beat": False,
 }
 
+# Ports the roles listen on that the model does not wire, with the roles' defaults
+# (tests/test_topology.py checks they agree): what the port-collision check needs
+# to know about a host that holds several tiers.
+ROLE_PORTS = {
+    "loadbalancers": {"nginx_http_port": 80, "nginx_https_port": 443, "nginx_status_port": 8081},
+    "postgres_primary": {"postgresql_port": 5432},
+    "postgres_replicas": {"postgresql_port": 5432},
+}
+
 # Inventory groups (the public API) and the roles that run on each.
 TIER_ROLES = {
     "postgres_primary": ["postgresql"],
@@ -230,6 +239,7 @@ def flaskfleet_topology_problems(groups, hostvars, primary_override: str = "") -
     problems = _shape_problems(groups, hostvars, primary_override)
     problems.extend(_value_problems(groups, hostvars))
     problems.extend(_address_problems(groups, hostvars))
+    problems.extend(_port_collision_problems(groups, hostvars))
     in_service = {h for g in SERVICE_GROUPS for h in _group(groups, g)}
     for host in sorted(set(_group(groups, "all")) | in_service):
         for name, instead in COMPUTED_ROLE_VARIABLES.items():
@@ -377,6 +387,54 @@ def _address_problems(groups, hostvars) -> list[str]:
                 "usually that public one, and its services would listen there. Set "
                 f"private_ip to its address on the private network ({PRIVATE_NETWORKS})."
             )
+    return problems
+
+
+def _host_ports(groups, hostvars, host) -> list[tuple[int, int, str]]:
+    """The (first, last, setting) port ranges the tiers of one host listen on."""
+    ranges = []
+    if host in _group(groups, "appservers"):
+        with contextlib.suppress(ValueError):
+            base = _as_int(_setting(hostvars, host, "flaskfleet_gunicorn_base_port"))
+            count = _as_int(_setting(hostvars, host, "flaskfleet_gunicorn_instances"))
+            if count >= 1:
+                ranges.append((base, base + count - 1, "flaskfleet_gunicorn_base_port (gunicorn)"))
+    if host in _group(groups, "redis"):
+        for name in ("flaskfleet_redis_cache_port", "flaskfleet_redis_broker_port"):
+            with contextlib.suppress(ValueError):
+                port = _as_int(_setting(hostvars, host, name))
+                ranges.append((port, port, name))
+    seen = set()
+    for group, settings in ROLE_PORTS.items():
+        if host not in _group(groups, group):
+            continue
+        for name, default in settings.items():
+            if name in seen:
+                continue
+            seen.add(name)
+            value = _hv(hostvars, host).get(name)
+            with contextlib.suppress(ValueError):
+                port = default if value is None else _as_int(value)
+                ranges.append((port, port, name))
+    return ranges
+
+
+def _port_collision_problems(groups, hostvars) -> list[str]:
+    """Two tiers on one host that would listen on the same port: the second fails to
+    start after the first has changed the host. Refused before anything changes."""
+    problems = []
+    in_service = {h for g in SERVICE_GROUPS for h in _group(groups, g)}
+    for host in sorted(in_service):
+        ranges = _host_ports(groups, hostvars, host)
+        for i, (first, last, name) in enumerate(ranges):
+            for other_first, other_last, other in ranges[i + 1 :]:
+                if first <= other_last and other_first <= last:
+                    shown = str(first) if first == last else f"{first}-{last}"
+                    problems.append(
+                        f"{host}: {name} uses port {shown}, which {other} "
+                        f"({other_first}) also uses on this host; move one of them "
+                        "(the tiers on one host need a port each)."
+                    )
     return problems
 
 
@@ -824,9 +882,12 @@ def flaskfleet_role_variable_problems(values, host: str, roles, roles_dir: str, 
     return problems
 
 
-# The sandbox every service flaskfleet owns runs in (gunicorn, celery worker
-# and beat units). Units add to it or override a directive; a list value
-# repeats the directive.
+# The sandbox every service flaskfleet runs in: its own units (gunicorn, celery
+# worker and beat) and the drop-ins over Debian's nginx and PostgreSQL units.
+# Units add to it or override a directive (e.g. nginx's master runs as root and
+# must switch to www-data: no PrivateUsers, a capability list); a list value
+# repeats the directive. `systemd-analyze security` rates the result (<= 5.0 is
+# asserted by the scenarios).
 SYSTEMD_SANDBOX = {
     "NoNewPrivileges": "yes",
     "CapabilityBoundingSet": "",
@@ -835,6 +896,8 @@ SYSTEMD_SANDBOX = {
     "ProtectHome": "yes",
     "PrivateTmp": "yes",
     "PrivateDevices": "yes",
+    "DevicePolicy": "closed",
+    "PrivateUsers": "yes",
     "ProtectKernelTunables": "yes",
     "ProtectKernelModules": "yes",
     "ProtectKernelLogs": "yes",
@@ -842,13 +905,18 @@ SYSTEMD_SANDBOX = {
     "ProtectClock": "yes",
     "ProtectHostname": "yes",
     "ProtectProc": "invisible",
+    "ProcSubset": "pid",
     "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
     "RestrictNamespaces": "yes",
     "RestrictRealtime": "yes",
     "RestrictSUIDSGID": "yes",
     "LockPersonality": "yes",
+    "MemoryDenyWriteExecute": "yes",
+    "RemoveIPC": "yes",
+    "KeyringMode": "private",
     "SystemCallArchitectures": "native",
-    "SystemCallFilter": ["@system-service", "~@privileged"],
+    "SystemCallFilter": ["@system-service", "~@privileged @resources"],
+    "SystemCallErrorNumber": "EPERM",
 }
 
 
@@ -889,6 +957,39 @@ def flaskfleet_platform_problem(facts, role_path) -> str:
     )
 
 
+def _redis_directives(text):
+    """A redis.conf's directives as {name: value}; a name given twice maps to None."""
+    directives: dict = {}
+    for raw in str(text or "").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.partition(" ")
+        name = name.lower()
+        directives[name] = None if name in directives else value.strip()
+    return directives
+
+
+def flaskfleet_redis_live_changes(old_text, new_text, live_names):
+    """The [name, value] pairs that turn a running Redis from old_text's settings into
+    new_text's with CONFIG SET, or None when that is not enough (a first install, or a
+    changed directive Redis only reads at start, e.g. port, bind or requirepass)."""
+    if not old_text:
+        return None
+    old, new = _redis_directives(old_text), _redis_directives(new_text)
+    changes = []
+    for name in sorted(set(old) | set(new)):
+        if old.get(name) == new.get(name):
+            continue
+        if name not in live_names or new.get(name) is None:
+            return None
+        value = new[name]
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        changes.append([name, value])
+    return changes
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -905,6 +1006,7 @@ class FilterModule:
             "flaskfleet_role_spec_names": flaskfleet_role_spec_names,
             "flaskfleet_role_hosts": flaskfleet_role_hosts,
             "flaskfleet_systemd_sandbox": flaskfleet_systemd_sandbox,
+            "flaskfleet_redis_live_changes": flaskfleet_redis_live_changes,
             "flaskfleet_platform_problem": flaskfleet_platform_problem,
             "flaskfleet_postgres_url": flaskfleet_postgres_url,
             "flaskfleet_postgres_multihost_url": flaskfleet_postgres_multihost_url,

@@ -162,6 +162,44 @@ def test_an_unusable_private_address_is_refused(tmp_path, groups, fragments):
     refused(run_preflight(tmp_path, **groups), *fragments)
 
 
+@pytest.mark.parametrize(
+    ("groups", "fragments"),
+    [
+        (  # app server and Redis on one host: gunicorn 6378-6379 meets the cache's 6379
+            {
+                "appservers": "{hosts: {r1: {flaskfleet_gunicorn_base_port: 6378}}}",
+                "redis": "{hosts: {r1: {private_ip: 10.0.0.41}}}",
+            },
+            (
+                "r1: flaskfleet_gunicorn_base_port (gunicorn) uses port 6378-6379",
+                "flaskfleet_redis_cache_port",
+            ),
+        ),
+        (  # the load balancer's status port inside the app server's gunicorn range
+            {
+                "loadbalancers": "{hosts: {app1: {nginx_status_port: 8002}}}",
+                "appservers": "{hosts: {app1: {private_ip: 10.0.0.21}}}",
+            },
+            (
+                "app1: flaskfleet_gunicorn_base_port (gunicorn) uses port 8001-8002",
+                "nginx_status_port (8002)",
+            ),
+        ),
+    ],
+)
+def test_tiers_sharing_a_host_may_not_share_a_port(tmp_path, groups, fragments):
+    refused(run_preflight(tmp_path, **groups), *fragments, "move one of them")
+
+
+def test_tiers_sharing_a_host_on_their_own_ports_pass(tmp_path):
+    result = run_preflight(
+        tmp_path,
+        loadbalancers="{hosts: {app1: {private_ip: 10.0.0.21}}}",
+        redis="{hosts: {app1: {}}}",
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
 def test_a_private_address_on_the_lab_network_passes(tmp_path):
     result = run_preflight(tmp_path, appservers="{hosts: {app1: {private_ip: 172.28.0.21}}}")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

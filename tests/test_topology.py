@@ -368,3 +368,16 @@ def test_a_batch_size_must_be_a_number_or_a_percentage(serial):
 def test_the_model_and_the_roles_share_one_default(setting, role, variable):
     defaults = yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text())
     assert ff.DEFAULTS[setting] == defaults[variable]
+
+
+@pytest.mark.parametrize(
+    ("group", "variable", "role"),
+    [
+        (group, variable, "nginx" if group == "loadbalancers" else "postgresql")
+        for group, settings in ff.ROLE_PORTS.items()
+        for variable in settings
+    ],
+)
+def test_the_port_check_knows_the_roles_default_ports(group, variable, role):
+    defaults = yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text())
+    assert ff.ROLE_PORTS[group][variable] == defaults[variable]

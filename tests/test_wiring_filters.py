@@ -76,7 +76,8 @@ def test_spec_without_defaults_strips_nested_defaults():
 def test_systemd_sandbox_is_shared_and_extended():
     base = ff.flaskfleet_systemd_sandbox().splitlines()
     assert "NoNewPrivileges=yes" in base
-    assert "SystemCallFilter=~@privileged" in base
+    assert "SystemCallFilter=~@privileged @resources" in base
+    assert "PrivateUsers=yes" in base and "MemoryDenyWriteExecute=yes" in base
     extended = ff.flaskfleet_systemd_sandbox(
         {"MemoryDenyWriteExecute": False, "SystemCallFilter": ["@system-service", "~@resources"]}
     ).splitlines()
@@ -104,3 +105,40 @@ def test_platform_check_reads_the_roles_meta(role):
     assert "Debian 13 (trixie)" in problem
     ubuntu = {"distribution": "Ubuntu", "distribution_release": "noble"}
     assert "supports Debian bookworm" in ff.flaskfleet_platform_problem(ubuntu, str(ROLES / role))
+
+
+REDIS_CONF = """# managed
+bind 127.0.0.1 10.0.0.5
+port 6379
+save ""
+maxmemory 64mb
+maxmemory-policy allkeys-lru
+include /etc/redis/redis-cache.auth.conf
+"""
+LIVE = ["maxmemory", "maxmemory-policy", "save"]
+
+
+def test_redis_settings_redis_can_take_live_are_set_live():
+    new = (
+        REDIS_CONF.replace("64mb", "128mb")
+        .replace('save ""', 'save "3600 1"')
+        .replace("managed", "x")
+    )
+    assert ff.flaskfleet_redis_live_changes(REDIS_CONF, new, LIVE) == [
+        ["maxmemory", "128mb"],
+        ["save", "3600 1"],
+    ]
+    assert ff.flaskfleet_redis_live_changes(REDIS_CONF, REDIS_CONF, LIVE) == []
+
+
+@pytest.mark.parametrize(
+    "new",
+    [
+        REDIS_CONF.replace("port 6379", "port 6390"),  # read at start only
+        REDIS_CONF.replace("maxmemory 64mb", "maxmemory 64mb\nmaxmemory 32mb"),  # given twice
+        REDIS_CONF + "appendonly yes\n",  # not in the live list of this call
+    ],
+)
+def test_redis_settings_read_at_start_need_a_restart(new):
+    assert ff.flaskfleet_redis_live_changes(REDIS_CONF, new, LIVE) is None
+    assert ff.flaskfleet_redis_live_changes("", REDIS_CONF, LIVE) is None  # first install

@@ -40,3 +40,22 @@ def wait_for(predicate, timeout, what, interval=0.5, diagnose=None):
 def journal(host, unit, lines=60):
     """The tail of a unit's journal, for failure messages."""
     return host.run(f"journalctl -u {unit} -n {lines} --no-pager").stdout
+
+
+def exposure(host, unit):
+    """`systemd-analyze security` overall exposure of a unit (0 = locked down, 10 = unsafe)."""
+    import re
+
+    out = host.run(f"systemd-analyze security --no-pager {unit}")
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out.stdout)
+    assert match, out.stdout + out.stderr
+    return float(match.group(1))
+
+
+def main_process_status(host, unit):
+    """/proc/<MainPID>/status of a running unit as a dict: proves the running process (not
+    only the unit file) is sandboxed, e.g. NoNewPrivs 1, Seccomp 2, CapBnd."""
+    pid = host.run(f"systemctl show -P MainPID {unit}").stdout.strip()
+    assert pid not in ("", "0"), f"{unit} has no main process"
+    lines = host.file(f"/proc/{pid}/status").content_string.splitlines()
+    return dict(line.split(":\t", 1) for line in lines if ":\t" in line)

@@ -1,6 +1,7 @@
 """Every worker host: its worker units run as configured, stop warm, and only one host runs beat."""
 
 import pytest
+from fftest import exposure
 
 testinfra_hosts = ["ff-celery-w1", "ff-celery-w2"]
 
@@ -65,12 +66,28 @@ def test_running_workers_use_the_no_loss_settings(host, workers):
         ("PrivateTmp", "yes"),
         ("PrivateDevices", "yes"),
         ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
+        # As gunicorn's: the shared sandbox (flaskfleet_systemd_sandbox).
+        ("MemoryDenyWriteExecute", "yes"),
+        ("PrivateUsers", "yes"),
+        ("RemoveIPC", "yes"),
+        ("ProcSubset", "pid"),
     ],
 )
 def test_worker_units_stop_warm_and_are_sandboxed(host, prop, expected):
     for worker in configured_workers(host):
         props = host.service(f"celery-worker@{worker['name']}").systemd_properties
         assert props[prop] == expected, (worker["name"], prop, props[prop])
+
+
+def test_worker_and_beat_units_rate_like_gunicorns(host):
+    units = [f"celery-worker@{worker['name']}.service" for worker in configured_workers(host)]
+    if host.ansible.get_variables().get("celery_beat", False):
+        units.append("celery-beat.service")
+    for unit in units:
+        assert exposure(host, unit) < 3.0, unit
+        # ~@resources: the sandbox denies e.g. setpriority (renice) inside the unit.
+        props = host.service(unit[: -len(".service")]).systemd_properties
+        assert "setpriority" not in props["SystemCallFilter"].split(), unit
 
 
 def test_worker_processes_hold_no_capabilities(host):

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 import testinfra
-from fftest import remote, wait_for
+from fftest import exposure, main_process_status, remote, wait_for
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 TOPOLOGY_FILE = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "postgres_topology.json")
@@ -213,3 +213,16 @@ def test_fenced_former_primary_stays_down(name):
     assert attempt.rc != 0
     assert not host.service(SERVICE).is_running
     assert host.file("/var/lib/postgresql/15/main/FLASKFLEET_FENCED").exists
+
+
+@pytest.mark.parametrize("name", RUNNING)
+def test_server_runs_sandboxed_as_postgres(name):
+    # Debian's unit rates 9.6 ("UNSAFE"); the role's drop-in must bring it to 5.0 or less,
+    # and the running postmaster must be the sandboxed one: no capability at all, seccomp on.
+    host = _host(name)
+    assert exposure(host, f"{SERVICE}.service") <= 5.0
+    status = main_process_status(host, SERVICE)
+    assert status["NoNewPrivs"].strip() == "1"
+    assert status["Seccomp"].strip() == "2"
+    assert int(status["CapBnd"], 16) == 0
+    assert status["Uid"].split()[0] == host.run("id -u postgres").stdout.strip()

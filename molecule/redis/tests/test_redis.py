@@ -11,6 +11,7 @@ import re
 import uuid
 
 import pytest
+from fftest import exposure
 
 INSTANCES = ["cache", "broker"]
 VALUE = "x" * 1024  # one kilobyte per key in the memory pressure tests
@@ -113,6 +114,12 @@ def test_listens_only_on_its_addresses(host, hostvars, name):
             assert "redis-server" in line, line
             sockets.add(address)
     assert sockets == {"127.0.0.1", hostvars["private_ip"]}, listening.stdout
+
+
+@pytest.mark.parametrize("name", INSTANCES)
+def test_unit_stays_sandboxed(host, name):
+    # Debian's redis-server@ unit is hardened; the role's drop-in must keep it that way.
+    assert exposure(host, unit(name)) <= 5.0
 
 
 @pytest.mark.parametrize("name", INSTANCES)
