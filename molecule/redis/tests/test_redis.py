@@ -264,3 +264,12 @@ def test_daemon_cannot_rewrite_its_own_configuration(host, hostvars):
     out = cli(host, hostvars, "cache", "CONFIG", "REWRITE")
     assert out.stdout.startswith("ERR"), out.stdout
     assert host.file("/etc/redis/redis-cache.conf").md5sum == before
+
+
+def test_no_password_in_the_journal(host):
+    # The role's live CONFIG SET (side_effect.yml changes a memory limit) authenticates on
+    # redis-cli's stdin: neither password may reach a command line logged by sudo or a module.
+    entries = host.run("journalctl --no-pager -o cat")
+    assert entries.rc == 0 and "Invoked with" in entries.stdout
+    for name in INSTANCES:
+        assert password(name) not in entries.stdout, name
