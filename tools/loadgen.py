@@ -1,17 +1,42 @@
 #!/usr/bin/env python3
-"""A bounded load generator for flaskfleet: steady GETs and POSTs, every failure counted.
+"""An open-loop load generator for flaskfleet: steady GETs and POSTs, every failure counted.
 
-It only targets loopback addresses (the lab publishes the load balancer on
-127.0.0.1), stops after --duration seconds or --max-requests requests,
-whichever comes first, and prints a JSON report:
+Open loop: request i is due at start + i/--rate and is sent at that time whether or not
+the answers to earlier requests have come back. A stall of the service therefore piles up
+requests in flight (each on its own thread and connection, up to --max-in-flight) instead
+of slowing the generator down, and each request's latency is measured from the time it
+was DUE, not from the time it went out. A closed-loop client (N threads that each wait for
+their answer before sending again) does neither: during a stall it sends less, skips the
+sends it missed, and times only the requests it managed to send, so the stall vanishes
+from both the request count and the percentiles ("coordinated omission"). Here nothing
+scheduled is dropped: a request that cannot go out because --max-in-flight requests are
+already waiting is counted as the failure "not_sent_in_flight_limit".
 
-  requests, ok, failures by kind (HTTP status, connection error, timeout),
-  latency percentiles, and how many responses each app instance served
-  (the X-Served-By header).
+Targets: http:// on a loopback address (the lab publishes the load balancer on 127.0.0.1)
+or in the lab's own Docker networks, 172.28.0.0/16 (to hit a gunicorn instance directly);
+anything else is refused. It stops scheduling after --duration seconds, --max-requests
+requests or once --stop-file exists, waits for the requests in flight, and prints a JSON
+report (also written to --report):
+
+  requests (= scheduled: every request has an outcome), sent, ok, failed, failures by kind
+  (http_<status>, connection_error, timeout, not_sent_in_flight_limit), latency_ms from
+  the schedule (p50, p90, p99, p999, max; the requests that were sent), service_ms from
+  the actual send, send_lag_ms (how late the generator itself sent), max_in_flight_seen,
+  how many responses each app instance served (instances, from X-Served-By), failed reads
+  and writes and the write outage, the accepted job keys, and a per-second timeline
+  (by scheduled second: requests, failures, p99_ms, max_in_flight) for plots.
+
+Connections: by default one connection per request ("Connection: close"), since a reload
+of nginx closes idle keep-alive connections and a client racing that close sees an error
+that says nothing about the service (browsers retry it). With --keepalive, HTTP/1.1
+connections are reused (the most recently used first, up to --concurrency kept idle) and
+new ones are opened when all are busy. --concurrency is also the number of sender
+threads started up front; more are started, up to --max-in-flight, when all are busy.
 
 Examples:
   python tools/loadgen.py --url http://127.0.0.1:8080 --rate 100 --duration 30
   python tools/loadgen.py --url http://127.0.0.1:8080 --stop-file /tmp/stop --duration 600
+  python tools/loadgen.py --url http://172.28.0.21:8001 --rate 50 --duration 60  # one gunicorn
   python tools/loadgen.py --mix "GET /:60,GET /notes/{id}:25,POST /notes:15"   # another app
 
 A POST sends {"title", "body", "author"} as JSON and remembers the "id" of the answer for
@@ -26,7 +51,7 @@ until every one has ended, and fails unless each was applied exactly once:
   python tools/loadgen.py --check-jobs report.json --url http://127.0.0.1:8080 --wait 300
 
 The report separates failed reads (GET) from failed writes and gives the write outage:
-the wall time from the start of the first failed write to the end of the last one.
+the wall time from the scheduled start of the first failed write to the end of the last.
 """
 
 from __future__ import annotations
@@ -35,12 +60,14 @@ import argparse
 import http.client
 import ipaddress
 import json
+import queue
 import random
 import sys
 import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 MIX = (
@@ -53,6 +80,23 @@ MIX = (
 )
 JOBS_PATH = "/api/jobs"
 ENDED = ("applied", "failed")
+# Where this machine may send traffic: loopback, and the lab's own Docker networks
+# (the lab is 172.28.0.0/24, the molecule scenarios use 172.28.x.0/24).
+LAB_NETWORKS = (ipaddress.ip_network("172.28.0.0/16"),)
+NOT_SENT = "not_sent_in_flight_limit"
+PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p999", 99.9))
+MAX_IN_FLIGHT_BOUND = 4096
+STOP_FILE_EVERY = 0.05  # seconds between looks for --stop-file
+
+
+class Outcome(NamedTuple):
+    """One scheduled request; times in seconds since the run started."""
+
+    due: float
+    sent: float | None  # None: never sent (in-flight limit)
+    end: float
+    kind: str  # "ok", http_<status>, connection_error, timeout, NOT_SENT
+    method: str
 
 
 def parse_mix(text: str) -> tuple[tuple[int, str, str], ...]:
@@ -67,16 +111,26 @@ def parse_mix(text: str) -> tuple[tuple[int, str, str], ...]:
     return tuple(mix)
 
 
-def loopback_only(url: str) -> tuple[str, int]:
+def allowed_target(url: str) -> tuple[str, int]:
+    """(host, port) of an http:// URL on loopback or the lab's networks; exits otherwise."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     try:
-        ok = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
+        ok = address.is_loopback or any(address in net for net in LAB_NETWORKS)
+    except ValueError:
+        ok = host == "localhost"
+    try:
+        port = parts.port or 80
     except ValueError:
         ok = False
     if not ok or parts.scheme != "http":
-        sys.exit(f"loadgen: refusing {url!r}: only http:// on a loopback address (127.0.0.1)")
-    return host, parts.port or 80
+        nets = ", ".join(str(net) for net in LAB_NETWORKS)
+        sys.exit(
+            f"loadgen: refusing {url!r}: only http:// to a loopback address (127.0.0.1) "
+            f"or to the lab's Docker networks ({nets})"
+        )
+    return host, port
 
 
 def percentile(sorted_values: list[float], pct: float) -> float:
@@ -86,50 +140,165 @@ def percentile(sorted_values: list[float], pct: float) -> float:
     return sorted_values[k]
 
 
+def summary_ms(values: list[float]) -> dict[str, float]:
+    """p50, p90, p99, p999 and max of durations in seconds, in milliseconds."""
+    ordered = sorted(values)
+    return {name: round(percentile(ordered, pct) * 1000, 1) for name, pct in PERCENTILES} | {
+        "max": round((ordered[-1] if ordered else 0.0) * 1000, 1)
+    }
+
+
 class Load:
     def __init__(self, args: argparse.Namespace) -> None:
-        self.host, self.port = loopback_only(args.url)
+        self.host, self.port = allowed_target(args.url)
+        if args.rate <= 0:
+            raise SystemExit("loadgen: --rate must be > 0 (requests are sent on a schedule)")
         self.args = args
+        self.max_in_flight = max(1, args.max_in_flight)
+        self.idle_connections = max(1, min(args.concurrency, self.max_in_flight))
         self.lock = threading.Lock()
-        self.sent = 0
-        self.results: Counter[str] = Counter()
+        self.all_answered = threading.Condition(self.lock)
+        self.outcomes: list[Outcome] = []
         self.instances: Counter[str] = Counter()
-        self.latencies: list[float] = []
         self.errors: list[str] = []
         self.ids: list[int] = []
         self.jobs: list[str] = []
-        # (start, end, method) of every failed request, seconds since the run started.
-        self.failed_at: list[tuple[float, float, str]] = []
+        self.id_rng = random.Random(args.seed)
+        # Sender threads: `idle` of them wait on `jobs_queue`; in_flight requests are out.
+        self.jobs_queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.threads: list[threading.Thread] = []
+        self.idle = 0
+        self.in_flight = 0
+        self.max_in_flight_seen = 0
+        self.in_flight_by_second: Counter[int] = Counter()
+        self.pool: list[http.client.HTTPConnection] = []  # idle keep-alive connections
         self.started = time.monotonic()
         self.stop = threading.Event()
-        self.deadline = time.monotonic() + args.duration
         mix = parse_mix(args.mix) if args.mix else MIX
         self.fallback = next((path for _, m, path in mix if m == "GET" and "{id}" not in path), "/")
         weights = [w for w, _, _ in mix]
         self.choices = random.Random(args.seed).choices(mix, weights=weights, k=100_000)
 
-    def take_ticket(self) -> int | None:
+    # The schedule ------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        args = self.args
+        for _ in range(self.idle_connections):
+            self.start_sender(None)
+        started = self.started = time.monotonic()
+        next_look = started
+        i = 0
+        while i < args.max_requests and i / args.rate < args.duration:
+            due = started + i / args.rate
+            # Wait for the due time in short naps, looking for the stop file meanwhile.
+            while not self.stop.is_set():
+                now = time.monotonic()
+                if args.stop_file and now >= next_look:
+                    next_look = now + STOP_FILE_EVERY
+                    if Path(args.stop_file).exists():
+                        self.stop.set()
+                        break
+                if now >= due:
+                    break
+                time.sleep(min(due - now, STOP_FILE_EVERY))
+            if self.stop.is_set():
+                break
+            self.dispatch(i, due)
+            i += 1
+        with self.all_answered:
+            while self.in_flight:
+                self.all_answered.wait()
+        elapsed = time.monotonic() - started
+        for _ in self.threads:
+            self.jobs_queue.put(None)
+        for t in self.threads:
+            t.join()
+        for conn in self.pool:
+            conn.close()
+        return self.report(elapsed)
+
+    def dispatch(self, i: int, due: float) -> None:
+        """Hand request i to an idle sender, a new one, or count it as not sent."""
         with self.lock:
-            if self.sent >= self.args.max_requests:
-                return None
-            self.sent += 1
-            return self.sent
+            if self.in_flight >= self.max_in_flight:
+                _, method, _ = self.choices[(i + 1) % len(self.choices)]
+                now = time.monotonic() - self.started
+                self.outcomes.append(Outcome(due - self.started, None, now, NOT_SENT, method))
+                if len(self.errors) < 20:
+                    self.errors.append(f"request {i + 1} not sent: {self.in_flight} in flight")
+                return
+            self.in_flight += 1
+            self.max_in_flight_seen = max(self.max_in_flight_seen, self.in_flight)
+            second = int(due - self.started)
+            self.in_flight_by_second[second] = max(self.in_flight_by_second[second], self.in_flight)
+            reuse = self.idle > 0
+            if reuse:
+                self.idle -= 1  # reserved: that sender takes the next item of the queue
+        if reuse:
+            self.jobs_queue.put((i, due))
+        else:
+            self.start_sender((i, due))
+
+    def start_sender(self, first: tuple[int, float] | None) -> None:
+        t = threading.Thread(target=self.sender, args=(first,), daemon=True)
+        self.threads.append(t)
+        t.start()
+
+    def sender(self, job: tuple[int, float] | None) -> None:
+        while True:
+            if job is None:
+                with self.lock:
+                    self.idle += 1
+                job = self.jobs_queue.get()
+                if job is None:
+                    return
+            try:
+                self.one(*job)
+            finally:
+                with self.lock:
+                    self.in_flight -= 1
+                    if not self.in_flight:
+                        self.all_answered.notify_all()
+            job = None
+
+    # One request --------------------------------------------------------------------------
+
+    def connection(self) -> http.client.HTTPConnection:
+        if self.args.keepalive:
+            with self.lock:
+                if self.pool:
+                    return self.pool.pop()  # the most recently used: the least likely stale
+        return http.client.HTTPConnection(self.host, self.port, timeout=self.args.timeout)
+
+    def release(self, conn: http.client.HTTPConnection, reusable: bool) -> None:
+        if reusable and self.args.keepalive:
+            with self.lock:
+                if len(self.pool) < self.idle_connections:
+                    self.pool.append(conn)
+                    return
+        conn.close()
 
     def record(
-        self, kind: str, latency: float, instance: str | None, detail: str = "", method: str = ""
+        self,
+        due: float,
+        sent: float,
+        kind: str,
+        method: str,
+        instance: str | None = None,
+        detail: str = "",
     ) -> None:
+        end = time.monotonic()
         with self.lock:
-            self.results[kind] += 1
-            self.latencies.append(latency)
+            self.outcomes.append(
+                Outcome(due - self.started, sent - self.started, end - self.started, kind, method)
+            )
             if instance:
                 self.instances[instance] += 1
-            if kind != "ok":
-                end = time.monotonic() - self.started
-                self.failed_at.append((end - latency, end, method))
             if detail and len(self.errors) < 20:
                 self.errors.append(detail)
 
-    def one(self, conn: http.client.HTTPConnection, n: int) -> http.client.HTTPConnection:
+    def one(self, i: int, due: float) -> None:
+        n = i + 1
         _, method, path = self.choices[n % len(self.choices)]
         body = None
         headers = {"Accept": "application/json"}
@@ -140,7 +309,7 @@ class Load:
             headers["Connection"] = "close"
         if "{id}" in path:
             with self.lock:
-                ident = random.choice(self.ids) if self.ids else None
+                ident = self.id_rng.choice(self.ids) if self.ids else None
             path = path.format(id=ident) if ident else self.fallback
         job = f"{self.args.job_prefix}-{n}" if method == "POST" and path == JOBS_PATH else None
         if job:
@@ -151,100 +320,94 @@ class Load:
                 {"title": f"load {n}", "body": "steady load " * 20, "author": "loadgen"}
             )
             headers["Content-Type"] = "application/json"
-        start = time.monotonic()
+        conn = self.connection()
+        sent = time.monotonic()
         try:
             conn.request(method, path, body=body, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
-            latency = time.monotonic() - start
-            instance = resp.getheader("X-Served-By")
-            if 200 <= resp.status < 300:
-                self.record("ok", latency, instance)
-                if job:
-                    with self.lock:
-                        self.jobs.append(job)
-                elif method == "POST":
-                    try:
-                        new_id = json.loads(data).get("id")
-                    except ValueError:
-                        new_id = None
-                    if new_id:
-                        with self.lock:
-                            self.ids.append(new_id)
-            else:
-                self.record(
-                    f"http_{resp.status}",
-                    latency,
-                    instance,
-                    f"{method} {path} -> {resp.status}",
-                    method,
-                )
-            if not self.args.keepalive or resp.getheader("Connection", "").lower() == "close":
-                conn.close()
         except TimeoutError:
-            self.record(
-                "timeout", time.monotonic() - start, None, f"{method} {path}: timeout", method
-            )
             conn.close()
+            self.record(due, sent, "timeout", method, detail=f"{method} {path}: timeout")
+            return
         except (OSError, http.client.HTTPException) as exc:
-            kind = "connection_error"
-            self.record(kind, time.monotonic() - start, None, f"{method} {path}: {exc!r}", method)
             conn.close()
-        return conn
+            detail = f"{method} {path}: {exc!r}"
+            self.record(due, sent, "connection_error", method, detail=detail)
+            return
+        instance = resp.getheader("X-Served-By")
+        self.release(conn, not resp.will_close)
+        if not 200 <= resp.status < 300:
+            detail = f"{method} {path} -> {resp.status}"
+            self.record(due, sent, f"http_{resp.status}", method, instance, detail)
+            return
+        self.record(due, sent, "ok", method, instance)
+        if job:
+            with self.lock:
+                self.jobs.append(job)
+        elif method == "POST":
+            try:
+                new_id = json.loads(data).get("id")
+            except (ValueError, AttributeError):
+                new_id = None
+            if new_id:
+                with self.lock:
+                    self.ids.append(new_id)
 
-    def worker(self, index: int) -> None:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.args.timeout)
-        interval = self.args.concurrency / self.args.rate if self.args.rate > 0 else 0.0
-        next_at = time.monotonic() + random.random() * interval
-        while not self.stop.is_set() and time.monotonic() < self.deadline:
-            if self.args.stop_file and Path(self.args.stop_file).exists():
-                break
-            n = self.take_ticket()
-            if n is None:
-                break
-            conn = self.one(conn, n)
-            if interval:
-                next_at += interval
-                delay = next_at - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                else:
-                    next_at = time.monotonic()
-        conn.close()
+    # The report ---------------------------------------------------------------------------
 
-    def run(self) -> dict:
-        started = self.started = time.monotonic()
-        threads = [
-            threading.Thread(target=self.worker, args=(i,), daemon=True)
-            for i in range(self.args.concurrency)
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.monotonic() - started
-        lat = sorted(self.latencies)
-        total = sum(self.results.values())
-        failures = {k: v for k, v in self.results.items() if k != "ok"}
+    def report(self, elapsed: float) -> dict:
+        outcomes = sorted(self.outcomes, key=lambda o: o.due)
+        sent = [o for o in outcomes if o.sent is not None]
+        results = Counter(o.kind for o in outcomes)
+        failures = {k: v for k, v in sorted(results.items()) if k != "ok"}
+        total = len(outcomes)
         return (
             {
                 "target": self.args.url,
+                "open_loop": True,
+                "rate": self.args.rate,
                 "seconds": round(elapsed, 2),
                 "requests": total,
-                "ok": self.results.get("ok", 0),
+                "scheduled": total,
+                "sent": len(sent),
+                "ok": results.get("ok", 0),
                 "failed": sum(failures.values()),
                 "failures": failures,
                 "rps": round(total / elapsed, 1) if elapsed else 0.0,
-                "latency_ms": {
-                    p: round(percentile(lat, float(p[1:])) * 1000, 1) for p in ("p50", "p90", "p99")
-                }
-                | {"max": round((lat[-1] if lat else 0) * 1000, 1)},
+                # From the time each request was due: what a user arriving then waited.
+                "latency_ms": summary_ms([o.end - o.due for o in sent]),
+                # From the time it actually went out (hides waits before the send).
+                "service_ms": summary_ms([o.end - o.sent for o in sent]),
+                "send_lag_ms": summary_ms([o.sent - o.due for o in sent]),
+                "max_in_flight": self.max_in_flight,
+                "max_in_flight_seen": self.max_in_flight_seen,
                 "instances": dict(sorted(self.instances.items())),
                 "error_samples": self.errors,
             }
-            | outage(self.failed_at)
+            | outage([(o.due, o.end, o.method) for o in outcomes if o.kind != "ok"])
             | {"jobs": {"accepted": len(self.jobs), "keys": self.jobs}}
+            | {"timeline": timeline(outcomes, self.in_flight_by_second)}
         )
+
+
+def timeline(outcomes: list[Outcome], in_flight_by_second: Counter[int]) -> dict:
+    """Per second of the schedule: requests due, failures, p99 latency (from the schedule, of
+    the requests sent) and the most requests in flight; lists indexed by second."""
+    seconds = int(max((o.due for o in outcomes), default=-1)) + 1
+    due: list[list[Outcome]] = [[] for _ in range(seconds)]
+    for o in outcomes:
+        due[int(o.due)].append(o)
+    return {
+        "interval_s": 1,
+        "requests": [len(b) for b in due],
+        "failures": [sum(1 for o in b if o.kind != "ok") for b in due],
+        "p99_ms": [
+            round(percentile(sorted(o.end - o.due for o in b if o.sent is not None), 99) * 1000, 1)
+            for b in due
+        ],
+        "max_in_flight": [in_flight_by_second.get(s, 0) for s in range(seconds)],
+    }
 
 
 def outage(failed_at: list[tuple[float, float, str]]) -> dict:
@@ -259,9 +422,21 @@ def outage(failed_at: list[tuple[float, float, str]]) -> dict:
     }
 
 
+def dumps(report: dict) -> str:
+    """The report as indented JSON, with each timeline list on one line."""
+    if "timeline" not in report:
+        return json.dumps(report, indent=2)
+    marker = '"@timeline@"'
+    text = json.dumps(report | {"timeline": "@timeline@"}, indent=2)
+    series = ",\n    ".join(
+        f"{json.dumps(k)}: {json.dumps(v)}" for k, v in report["timeline"].items()
+    )
+    return text.replace(marker, "{\n    " + series + "\n  }", 1)
+
+
 def check_jobs(args: argparse.Namespace) -> dict:
     """Ask the app for every job the load run had accepted, until each has ended (or --wait)."""
-    host, port = loopback_only(args.url)
+    host, port = allowed_target(args.url)
     keys = json.loads(Path(args.check_jobs).read_text()).get("jobs", {}).get("keys", [])
     status: dict[str, dict] = {}
     deadline = time.monotonic() + args.wait
@@ -300,13 +475,28 @@ def check_jobs(args: argparse.Namespace) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--url", default="http://127.0.0.1:8080", help="load balancer (loopback only)")
-    p.add_argument("--rate", type=float, default=100.0, help="requests per second in total")
-    p.add_argument("--concurrency", type=int, default=8, help="connections (threads)")
-    p.add_argument("--duration", type=float, default=30.0, help="stop after this many seconds")
-    p.add_argument("--max-requests", type=int, default=200_000, help="stop after this many")
+    p.add_argument(
+        "--url",
+        default="http://127.0.0.1:8080",
+        help="load balancer or instance (loopback or the lab's 172.28.0.0/16 only)",
+    )
+    p.add_argument("--rate", type=float, default=100.0, help="requests per second, on schedule")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=8,
+        help="sender threads started up front, and idle keep-alive connections kept",
+    )
+    p.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=512,
+        help="most requests out at once; a request due beyond it is a failure, not sent",
+    )
+    p.add_argument("--duration", type=float, default=30.0, help="schedule for this many seconds")
+    p.add_argument("--max-requests", type=int, default=200_000, help="schedule at most this many")
     p.add_argument("--timeout", type=float, default=10.0, help="per-request timeout, seconds")
     p.add_argument("--stop-file", help="stop early once this file exists")
     p.add_argument("--report", help="also write the JSON report to this file")
@@ -318,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--keepalive",
         action="store_true",
-        help="reuse connections (default: one connection per request)",
+        help="reuse HTTP/1.1 connections (default: one connection per request)",
     )
     p.add_argument(
         "--job-prefix",
@@ -332,6 +522,11 @@ def main(argv: list[str] | None = None) -> int:
         help="instead of sending load: account for every job a load REPORT had accepted",
     )
     p.add_argument("--wait", type=float, default=300.0, help="--check-jobs: seconds to wait")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     if args.check_jobs:
         result = check_jobs(args)
@@ -342,8 +537,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if result["lost"] == 0 else 1
     if args.duration > 3600 or args.max_requests > 1_000_000:
         p.error("bounded by design: --duration <= 3600, --max-requests <= 1000000")
+    if args.rate <= 0:
+        p.error("--rate must be > 0: requests are sent on a fixed schedule")
+    if not 1 <= args.max_in_flight <= MAX_IN_FLIGHT_BOUND:
+        p.error(f"bounded by design: 1 <= --max-in-flight <= {MAX_IN_FLIGHT_BOUND}")
+    if not 1 <= args.concurrency <= args.max_in_flight:
+        p.error("--concurrency must be between 1 and --max-in-flight")
     report = Load(args).run()
-    text = json.dumps(report, indent=2)
+    text = dumps(report)
     print(text)
     if args.report:
         Path(args.report).write_text(text)
