@@ -882,6 +882,98 @@ def flaskfleet_role_variable_problems(values, host: str, roles, roles_dir: str, 
     return problems
 
 
+# The settings of the common role the SSH login check reads, and the connection plugins
+# that log in over SSH.
+SSH_LOGIN_SETTINGS = (
+    "common_deploy_user",
+    "common_deploy_user_authorized_keys",
+    "common_deploy_user_exclusive_keys",
+    "common_ssh_permit_root_login",
+)
+SSH_CONNECTIONS = frozenset(
+    {
+        "",
+        "ssh",
+        "smart",
+        "paramiko",
+        "paramiko_ssh",
+        "ansible.builtin.ssh",
+        "ansible.builtin.paramiko_ssh",
+    }
+)
+
+
+def _key_blobs(text) -> set[str]:
+    """The base64 key blobs of authorized_keys / .pub lines (options and comments ignored)."""
+    blobs = set()
+    for line in str(text or "").splitlines():
+        for token in line.split():
+            if token.startswith("AAAA"):
+                blobs.add(token)
+                break
+    return blobs
+
+
+def flaskfleet_ssh_login_problems(values, host: str, roles_dir: str) -> list[str]:
+    """What in the common role's SSH settings would lock Ansible out of ``host`` after a run.
+
+    ``values``: the host's ``ansible_connection``, ``ansible_user``, ``ansible_ssh_user``,
+    ``ansible_ssh_private_key_file`` and ``SSH_LOGIN_SETTINGS`` as it sees them (unset: None
+    or ""); a setting it leaves unset has the role's default (``defaults/main.yml``).
+
+    - Ansible logs in as root over SSH while sshd is to refuse root logins.
+    - The deploy user's keys are made exclusive, Ansible logs in as that user with a key
+      file whose ``.pub`` is next to it, and the list does not hold that key.
+
+    Who logs in is only known when ``ansible_user`` is set; a key only from its file.
+    """
+    import os
+
+    import yaml  # Ansible's own dependency
+
+    values = {k: v for k, v in dict(values or {}).items() if v is not None and v != ""}
+    with open(f"{roles_dir}/common/defaults/main.yml", encoding="utf-8") as handle:
+        defaults = yaml.safe_load(handle) or {}
+    settings = {name: values.get(name, defaults.get(name)) for name in SSH_LOGIN_SETTINGS}
+    if str(values.get("ansible_connection", "")) not in SSH_CONNECTIONS:
+        return []
+    user = str(values.get("ansible_user", values.get("ansible_ssh_user", "")))
+    problems = []
+    if user == "root" and str(settings["common_ssh_permit_root_login"]) == "no":
+        problems.append(
+            f"{host}: Ansible logs in as root (ansible_user) and common_ssh_permit_root_login "
+            "is no, so this run would lock its own login out. Log in as a user with sudo "
+            f"(ansible_user: {settings['common_deploy_user']}, with your key in "
+            "common_deploy_user_authorized_keys), or set common_ssh_permit_root_login: "
+            "prohibit-password until you do."
+        )
+    keys = settings["common_deploy_user_authorized_keys"] or []
+    key_file = str(values.get("ansible_ssh_private_key_file", ""))
+    if (
+        user
+        and user == str(settings["common_deploy_user"])
+        and _as_bool(settings["common_deploy_user_exclusive_keys"])
+        and isinstance(keys, list)
+        and keys
+        and key_file
+    ):
+        public = os.path.expanduser(key_file) + ".pub"
+        try:
+            with open(public, encoding="utf-8") as handle:
+                login_keys = _key_blobs(handle.read())
+        except OSError:
+            login_keys = set()
+        listed = _key_blobs("\n".join(str(k) for k in keys))
+        if login_keys and not login_keys & listed:
+            problems.append(
+                f"{host}: common_deploy_user_authorized_keys does not hold the key Ansible logs "
+                f"in with ({public}), and common_deploy_user_exclusive_keys would remove it "
+                f"from {user}'s authorized_keys: the next run could not log in. Add that "
+                "public key to the list, or set common_deploy_user_exclusive_keys: false."
+            )
+    return problems
+
+
 # The sandbox every service flaskfleet runs in: its own units (gunicorn, celery
 # worker and beat) and the drop-ins over Debian's nginx and PostgreSQL units.
 # Units add to it or override a directive (e.g. nginx's master runs as root and
@@ -1005,6 +1097,7 @@ class FilterModule:
             "flaskfleet_role_variable_problems": flaskfleet_role_variable_problems,
             "flaskfleet_role_spec_names": flaskfleet_role_spec_names,
             "flaskfleet_role_hosts": flaskfleet_role_hosts,
+            "flaskfleet_ssh_login_problems": flaskfleet_ssh_login_problems,
             "flaskfleet_systemd_sandbox": flaskfleet_systemd_sandbox,
             "flaskfleet_redis_live_changes": flaskfleet_redis_live_changes,
             "flaskfleet_platform_problem": flaskfleet_platform_problem,

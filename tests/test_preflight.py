@@ -617,3 +617,91 @@ def test_a_misspelt_name_is_reported_whatever_its_value_holds(tmp_path):
         "lb1: nginx_worker_conections is not a variable of the nginx role",
         "did you mean nginx_worker_connections?",
     )
+
+
+ROOT_LOGIN_FIX = "set common_ssh_permit_root_login: prohibit-password"
+
+
+def test_logging_in_as_root_while_root_logins_are_refused_is_refused(tmp_path):
+    # common_ssh_permit_root_login is "no" by default: the run would lock out its own login.
+    result = run_preflight(tmp_path, secrets=all_vars(ansible_user="root"))
+    refused(result, "app1: Ansible logs in as root", "ansible_user: deploy", ROOT_LOGIN_FIX)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"ansible_user": "root", "common_ssh_permit_root_login": "prohibit-password"},
+        {"ansible_user": "root", "ansible_connection": "community.docker.docker"},
+        {"ansible_user": "deploy"},
+    ],
+)
+def test_a_root_login_sshd_keeps_or_no_ssh_login_passes(tmp_path, extra):
+    result = run_preflight(tmp_path, secrets=all_vars(**extra))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def login_key(tmp_path):
+    """A key pair as Ansible would use it (ansible_ssh_private_key_file + its .pub)."""
+    key = tmp_path / "id_ed25519"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ansible", "-f", str(key)],
+        check=True,
+    )
+    return key, key.with_suffix(".pub").read_text().strip()
+
+
+OTHER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOtherKeyOfSomeoneElseXXXXXXXXXXXXXXXXXXXXXX other"
+
+
+@pytest.mark.parametrize(
+    ("keys", "exclusive", "passes"),
+    [
+        ([OTHER_KEY], True, False),  # exclusive would drop the key Ansible logs in with
+        (["login", OTHER_KEY], True, True),
+        ([OTHER_KEY], False, True),  # keys are only added
+        ([], True, True),  # an empty list leaves authorized_keys alone
+    ],
+)
+def test_exclusive_keys_must_keep_the_login_key(tmp_path, keys, exclusive, passes):
+    key, public = login_key(tmp_path)
+    keys = [public if k == "login" else k for k in keys]
+    result = run_preflight(
+        tmp_path,
+        secrets=all_vars(
+            ansible_user="deploy",
+            ansible_ssh_private_key_file=str(key),
+            common_deploy_user_authorized_keys=keys,
+            common_deploy_user_exclusive_keys=exclusive,
+        ),
+    )
+    if passes:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    else:
+        refused(
+            result,
+            "app1: common_deploy_user_authorized_keys does not hold the key Ansible logs in with",
+            f"{key}.pub",
+            "set common_deploy_user_exclusive_keys: false",
+        )
+
+
+def test_the_login_key_is_found_behind_options_and_a_missing_key_file_is_not_guessed(tmp_path):
+    key, public = login_key(tmp_path)
+    roles = str(ROOT / "roles")
+    login = {"ansible_user": "deploy", "ansible_ssh_private_key_file": str(key)}
+    with_options = f'from="10.0.0.0/8",no-agent-forwarding {public}'
+    assert (
+        ff.flaskfleet_ssh_login_problems(
+            {**login, "common_deploy_user_authorized_keys": [with_options, OTHER_KEY]}, "h", roles
+        )
+        == []
+    )
+    # Without the .pub next to it (an agent, a token) the key cannot be known: no refusal.
+    login["ansible_ssh_private_key_file"] = str(tmp_path / "no-such-key")
+    assert (
+        ff.flaskfleet_ssh_login_problems(
+            {**login, "common_deploy_user_authorized_keys": [OTHER_KEY]}, "h", roles
+        )
+        == []
+    )

@@ -5,10 +5,14 @@
 project's own Docker network, with the container profile of
 ``molecule/_shared/container_profile.yml``, publishes each host's SSH port on
 127.0.0.1 and creates the unprivileged ``deploy`` user with a lab key (what
-cloud-init does on a real VM). Ansible then reaches the hosts exactly as it
-reaches VMs: over SSH, as ``deploy``, with sudo.
+cloud-init does on a real VM). It records each host's SSH host keys in
+``.lab/known_hosts`` (as ``[127.0.0.1]:PORT``), read inside the container through
+``docker exec``: the lab's trusted channel, as a provider's console is for a VM, so
+no key is learnt on first connection. Ansible then reaches the hosts exactly as it
+reaches VMs: over SSH, as ``deploy``, with sudo, checking host keys.
 
-``lab.py down`` removes the containers and the network (the image stays).
+``lab.py down`` removes the containers and the network (the image stays) and their
+host keys from ``.lab/known_hosts``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 LAB_DIR = ROOT / ".lab"
 KEY = LAB_DIR / "id_ed25519"
+# Named by the lab inventory's ansible_ssh_common_args (UserKnownHostsFile).
+KNOWN_HOSTS = LAB_DIR / "known_hosts"
 PROFILE = ROOT / "molecule" / "_shared" / "container_profile.yml"
 INVENTORY_DIR = ROOT / "inventory" / "lab"
 NETWORK = "flaskfleet-lab"
@@ -132,7 +138,42 @@ systemctl is-active --quiet ssh || systemctl start ssh
     docker("exec", cname, "sh", "-c", script)
 
 
+def known_host(port) -> str:
+    """The known_hosts name of a lab host: ssh's form for a port other than 22."""
+    return f"[127.0.0.1]:{int(port)}"
+
+
+def host_keys(name: str) -> list[str]:
+    """The host's public SSH host keys ("TYPE BASE64"), read inside the container.
+
+    ``docker exec`` is the trusted channel (a VM's is its provider console or cloud-init's
+    printed fingerprints): nothing here comes over the network the keys are to protect.
+    The image creates the keys at first boot (ssh-hostkeys.service, before ssh.service).
+    """
+    cname = PREFIX + name
+    out = docker("exec", cname, "sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub", check=False)
+    keys = [" ".join(line.split()[:2]) for line in out.stdout.splitlines() if line.strip()]
+    if out.returncode != 0 or not keys:
+        sys.exit(f"lab: cannot read the SSH host keys of {cname}: {out.stderr.strip()}")
+    return keys
+
+
+def write_known_hosts(keys: dict[str, list[str]]) -> None:
+    """Set the host keys of these known_hosts names (empty list: remove the name)."""
+    lines = KNOWN_HOSTS.read_text().splitlines() if KNOWN_HOSTS.exists() else []
+    kept = [line for line in lines if line.split(" ", 1)[0] not in keys]
+    kept += [f"{host} {key}" for host, entries in keys.items() for key in entries]
+    if not kept:
+        KNOWN_HOSTS.unlink(missing_ok=True)
+        return
+    LAB_DIR.mkdir(exist_ok=True)
+    tmp = KNOWN_HOSTS.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    tmp.replace(KNOWN_HOSTS)
+
+
 def wait_ssh(name: str, hvars: dict) -> None:
+    """Log in as Ansible will: the lab key, host key checked against .lab/known_hosts."""
     for _ in range(30):
         res = run(
             "ssh",
@@ -143,9 +184,11 @@ def wait_ssh(name: str, hvars: dict) -> None:
             "-o",
             "BatchMode=yes",
             "-o",
-            "StrictHostKeyChecking=no",
+            "IdentitiesOnly=yes",
             "-o",
-            "UserKnownHostsFile=/dev/null",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            f"UserKnownHostsFile={KNOWN_HOSTS}",
             "-o",
             "ConnectTimeout=3",
             "-o",
@@ -176,8 +219,13 @@ def cmd_up(args: argparse.Namespace) -> None:
         create_container(name, hosts[name], profile)
     for name in wanted:
         bootstrap(name, pubkey)
+    write_known_hosts({known_host(hosts[n]["ansible_port"]): host_keys(n) for n in wanted})
+    for name in wanted:
         wait_ssh(name, hosts[name])
-    print(f"lab: {len(wanted)} host(s) answer over SSH as {DEPLOY_USER}")
+    print(
+        f"lab: {len(wanted)} host(s) answer over SSH as {DEPLOY_USER}; "
+        f"host keys in {KNOWN_HOSTS.relative_to(ROOT)}"
+    )
 
 
 def cmd_down(args: argparse.Namespace) -> None:
@@ -186,9 +234,16 @@ def cmd_down(args: argparse.Namespace) -> None:
     ).stdout.split()
     if args.hosts:
         names = [PREFIX + h for h in args.hosts if PREFIX + h in names]
+    # Their host keys go too; the port comes from Docker (scale-in drops app3 from the
+    # inventory before it removes the container).
+    ports = [docker("port", n, "22/tcp", check=False).stdout.split() for n in names]
     if names:
         docker("rm", "-f", *names)
         print(f"lab: removed {' '.join(names)}")
+    if not args.hosts:
+        KNOWN_HOSTS.unlink(missing_ok=True)
+    else:
+        write_known_hosts({known_host(p[0].rsplit(":", 1)[1]): [] for p in ports if p})
     if not args.hosts and docker("network", "inspect", NETWORK, check=False).returncode == 0:
         docker("network", "rm", NETWORK)
 
