@@ -13,7 +13,7 @@ SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/m
 MOLECULE_JOBS ?= 2
 LAB_URL := http://127.0.0.1:8080/
 
-.PHONY: help deps image up down scale-out scale-in test lint unit-test app-test example-test molecule bench-converge bench-deploy bench-failover clean
+.PHONY: help deps image up down scale-out scale-in backup-info test lint unit-test app-test example-test molecule bench-converge bench-deploy bench-failover clean
 
 help:
 	@echo "make up        build what is needed, start the lab, run site.yml, print the URL"
@@ -23,6 +23,7 @@ help:
 	@echo "make bench-converge  time a first converge of a fresh lab and an idempotent re-run"
 	@echo "make bench-deploy    rolling vs naive deploy under load on the lab (failed requests each)"
 	@echo "make bench-failover  planned and unplanned database failover under load on the lab"
+	@echo "make backup-info     the lab's last backup (age, size) and WAL archive; fails if stale"
 	@echo "make deps | image | lint | unit-test | app-test | molecule SCENARIOS='redis nginx'"
 
 # The controller toolchain, pinned (requirements-dev.txt); collections come with
@@ -98,6 +99,10 @@ example-test: deps
 
 molecule: deps image
 	tools/run_scenarios.sh $(MOLECULE_JOBS) $(SCENARIOS)
+
+# The lab's backups (playbooks/backup_info.yml; pass -i for a real inventory).
+backup-info: deps
+	ansible-playbook playbooks/backup_info.yml -e backup_check=true
 
 # Benchmarks print figures (and keep their reports under .bench/); they are not tests.
 bench-converge: deps image

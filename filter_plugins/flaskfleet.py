@@ -146,14 +146,16 @@ ROLE_PORTS = {
 
 # Inventory groups (the public API) and the roles that run on each.
 TIER_ROLES = {
-    "postgres_primary": ["postgresql"],
-    "postgres_replicas": ["postgresql"],
+    "postgres_primary": ["postgresql", "pgbackrest"],
+    "postgres_replicas": ["postgresql", "pgbackrest"],
+    "backup": ["pgbackrest"],
     "redis": ["redis"],
     "appservers": ["app_release", "gunicorn"],
     "workers": ["app_release", "celery"],
     "loadbalancers": ["nginx"],
 }
 SERVICE_GROUPS = [
+    "backup",
     "loadbalancers",
     "appservers",
     "workers",
@@ -179,6 +181,15 @@ COMPUTED_ROLE_VARIABLES = {
     "postgresql_role": "the postgres_primary / postgres_replicas groups",
     "postgresql_replica_slots": "the postgres_replicas group",
     "postgresql_primary_address": "the postgres_primary group",
+    "postgresql_archive_command": "the backup group (pgBackRest archives WAL when it has a host)",
+    "postgresql_restore_command": "the backup group",
+    "postgresql_systemd_read_write_paths": "the backup group (pgBackRest's spool and log)",
+    "pgbackrest_role": "the backup and PostgreSQL groups",
+    "pgbackrest_address": "private_ip",
+    "pgbackrest_repository": "the backup group",
+    "pgbackrest_database_hosts": "the PostgreSQL groups",
+    "pgbackrest_cipher_pass": "flaskfleet_backup_cipher_pass",
+    "pgbackrest_pki_ca_dir": "flaskfleet_pki_dir",
     # The app contract (flaskfleet_app, docs/app-contract.md) fills these.
     "app_release_source": "flaskfleet_app.source (or -e app_release_src=DIR once)",
     "app_release_wsgi_app": "flaskfleet_app.wsgi",
@@ -296,6 +307,18 @@ def _shape_problems(groups, hostvars, primary_override) -> list[str]:
             f"celery_beat is true on {', '.join(beat)}: two beat processes would run every "
             "periodic task twice. Set celery_beat: true on exactly one worker "
             "(default: the first worker)."
+        )
+    backup = _group(groups, "backup")
+    if len(backup) > 1:
+        problems.append(
+            f"Group backup has {len(backup)} hosts {backup}; it holds at most one "
+            "(the pgBackRest repository). Keep one host in backup."
+        )
+    on_db = [h for h in backup if h in primary + replicas]
+    if on_db:
+        problems.append(
+            f"{', '.join(on_db)} is in backup and in a PostgreSQL group: a repository on a "
+            "database host is lost with that host. Put the repository on a host of its own."
         )
     in_service = {h for g in SERVICE_GROUPS for h in _group(groups, g)}
     retired_busy = [h for h in _group(groups, "retired") if h in in_service]
@@ -583,6 +606,9 @@ def flaskfleet_topology(groups, hostvars, primary_override: str = "", settings=N
         else None
     )
 
+    backup_host = (_group(groups, "backup") + [""])[0]
+    backup = {**node(backup_host), "stanza": "flaskfleet"} if backup_host else None
+
     def unique(items):
         return list(dict.fromkeys(items))
 
@@ -638,6 +664,7 @@ def flaskfleet_topology(groups, hostvars, primary_override: str = "", settings=N
         "workers": workers,
         "beat_host": beat_host,
         "redis": redis,
+        "backup": backup,
         "retired": _group(groups, "retired"),
         "urls": urls,
         "allow": {
@@ -652,11 +679,20 @@ def flaskfleet_topology(groups, hostvars, primary_override: str = "", settings=N
             ),
             "redis_clients": app_clients,
             "gunicorn_clients": unique([lb["address"] for lb in loadbalancers]),
+            # The pgBackRest repository reaches every database host's pgBackRest server, and
+            # they reach it (archive-push, archive-get, restore).
+            "backup_clients": unique(
+                ([primary["address"]] if primary else [])
+                + [r["address"] for r in replicas]
+                + [flaskfleet_address(h, hostvars) for h in fenced]
+            )
+            if backup
+            else [],
         },
         "roles": flaskfleet_role_hosts(groups),
         "addresses": {
             n["host"]: n["address"]
-            for n in [primary, *replicas, *appservers, *workers, *loadbalancers, redis]
+            for n in [primary, *replicas, *appservers, *workers, *loadbalancers, redis, backup]
             if n
         },
     }
@@ -727,6 +763,11 @@ CLUSTER_SECRETS = {
     # app_release role: its preflight asserts app_release_secret_key | length >= 16.
     "flaskfleet_secret_key": (16, "the app_release role"),
 }
+# Checked only when the caller names them (the preflight does when the tier exists).
+OPTIONAL_CLUSTER_SECRETS = {
+    # pgbackrest role: the repository's cipher passphrase (a backup host exists).
+    "flaskfleet_backup_cipher_pass": (20, "the pgbackrest role"),
+}
 # Placeholders of inventory/example/group_vars/all/vault.yml.example and their kin.
 PLACEHOLDER = re.compile(r"change[\W_]*me", re.IGNORECASE)
 SECRET_FIX = (
@@ -741,7 +782,8 @@ def flaskfleet_secret_problems(values, host: str, redis_min_length=None) -> list
     values = dict(values or {})
     problems: list[str] = []
     holders: dict[str, list[str]] = {}
-    for name, (minimum, who) in CLUSTER_SECRETS.items():
+    wanted = {**CLUSTER_SECRETS, **{k: v for k, v in OPTIONAL_CLUSTER_SECRETS.items() if k in values}}
+    for name, (minimum, who) in wanted.items():
         value = values.get(name)
         if value is None or str(value) == "":
             problems.append(f"{host}: {name} is not set. Define it {SECRET_FIX}.")
@@ -791,6 +833,7 @@ ROLE_PREFIX_NAMES_NOT_IN_SPECS = frozenset(
         "app_release_staged_version",
         "gunicorn_pending_restarts",
         "postgresql_fenced_lsn",
+        "pki_changed",
     }
 )
 

@@ -43,7 +43,7 @@ def inventory(**overrides):
         "db3": {"private_ip": "10.0.0.53"},
     }
     for name, value in overrides.items():
-        if name in groups or name in ("retired", "monitoring"):
+        if name in groups or name in ("retired", "monitoring", "backup"):
             groups[name] = value
         else:
             hostvars[name] = {**hostvars.get(name, {}), **value}
@@ -251,6 +251,9 @@ def test_urls_are_empty_without_credentials():
         ({"app1": {"flaskfleet_upstream_weight": 0}}, "flaskfleet_upstream_weight=0"),
         ({"app1": {"flaskfleet_drain": "maybe"}}, "flaskfleet_drain must be true or false"),
         ({"r1": {"flaskfleet_redis_broker_port": 6379}}, "need a port each"),
+        ({"backup": ["bk1", "bk2"]}, "it holds at most one"),
+        ({"backup": ["db2"]}, "a repository on a database host is lost with that host"),
+        ({"backup": ["bk1"], "retired": ["bk1"]}, "is in the retired group and still in a service"),
         ({"app1": {"gunicorn_instances": 3}}, "set flaskfleet_gunicorn_instances instead"),
         ({"app1": {"private_ip": "8.8.8.8"}}, "app1: private_ip=8.8.8.8 is a public address"),
         ({"db3": {"private_ip": "fd00::1"}, "db2": {"private_ip": "fd00:0::1"}}, "also the"),
@@ -291,6 +294,27 @@ def test_a_partial_inventory_gets_the_wiring_of_what_it_holds():
     assert t["primary"] is None and t["redis"] is None
     assert t["urls"] == {"database": "", "replicas": [], "cache": "", "broker": ""}
     assert len(t["upstream"]) == 4
+
+
+def test_the_backup_host_talks_to_the_database_hosts_in_service():
+    assert topology()["backup"] is None
+    assert topology()["allow"]["backup_clients"] == []
+    t = topology(backup=["bk1"], bk1={"private_ip": "10.0.0.61"})
+    assert t["backup"] == {"host": "bk1", "address": "10.0.0.61", "stanza": "flaskfleet"}
+    assert t["addresses"]["bk1"] == "10.0.0.61"
+    assert t["allow"]["backup_clients"] == ["10.0.0.51", "10.0.0.52", "10.0.0.53"]
+    # After a promotion the repository backs up the new primary first.
+    p = topology("db2", backup=["bk1"], bk1={"private_ip": "10.0.0.61"})
+    assert p["postgres_hosts"][0] == "db2"
+
+
+def test_the_backup_cipher_pass_is_checked_only_when_asked():
+    good = {n: f"{n}-0123456789abcdef" for n in ff.CLUSTER_SECRETS}
+    assert ff.flaskfleet_secret_problems(good, "h") == []
+    short = {**good, "flaskfleet_backup_cipher_pass": "tooshort-123"}
+    assert any("flaskfleet_backup_cipher_pass has 12 characters" in p for p in ff.flaskfleet_secret_problems(short, "h"))
+    missing = {**good, "flaskfleet_backup_cipher_pass": ""}
+    assert any("flaskfleet_backup_cipher_pass is not set" in p for p in ff.flaskfleet_secret_problems(missing, "h"))
 
 
 def test_a_primary_override_must_name_a_database_host():

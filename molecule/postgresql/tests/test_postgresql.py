@@ -226,3 +226,67 @@ def test_server_runs_sandboxed_as_postgres(name):
     assert status["Seccomp"].strip() == "2"
     assert int(status["CapBnd"], 16) == 0
     assert status["Uid"].split()[0] == host.run("id -u postgres").stdout.strip()
+
+
+# --- Backups (pgBackRest repository on ff-postgresql-b) -----------------------------
+
+BACKUP = "ff-postgresql-b"
+PGBACKREST = "runuser -u pgbackrest -- pgbackrest --stanza=flaskfleet"
+
+
+def test_the_primary_archives_its_wal_into_the_repository():
+    # A segment switched on the primary reaches the repository (pgBackRest's own check).
+    assert _sql(PRIMARY, "SHOW archive_mode") == "on"
+    out = _host(BACKUP).run(f"{PGBACKREST} check")
+    assert out.rc == 0, out.stderr
+    info = json.loads(_host(BACKUP).check_output(f"{PGBACKREST} --output=json info"))[0]
+    assert info["status"]["code"] == 0, info["status"]
+    assert info["cipher"] == "aes-256-cbc"
+    assert [b for b in info["backup"] if b["type"] == "full"], info["backup"]
+
+
+def test_the_repository_is_encrypted():
+    # pgBackRest writes encrypted files in OpenSSL's format: "Salted__" first, never the
+    # compressor's magic number.
+    pg_version = _host(BACKUP).check_output(
+        "find /var/lib/pgbackrest/backup -path '*/pg_data/PG_VERSION*' -print -quit"
+    )
+    assert pg_version, "no backed-up PG_VERSION in the repository"
+    head = _host(BACKUP).check_output(f"head -c 8 {pg_version}")
+    assert head == "Salted__", head
+
+
+def test_backups_are_scheduled():
+    host = _host(BACKUP)
+    for timer in ("flaskfleet-backup-full.timer", "flaskfleet-backup-diff.timer"):
+        assert host.service(timer).is_enabled
+        assert host.service(timer).is_running
+    schedule = host.check_output("systemctl show -P TimersCalendar flaskfleet-backup-diff.timer")
+    assert "Mon..Sat" in schedule, schedule
+
+
+@pytest.mark.parametrize("name", [BACKUP, *RUNNING])
+def test_pgbackrest_server_listens_on_the_private_address_only(name):
+    private = _vars(name)["private_ip"]
+    listening = _host(name).check_output("ss -Hltn 'sport = :8432'")
+    assert f"{private}:8432" in listening and "0.0.0.0:8432" not in listening, listening
+    assert main_process_status(_host(name), "flaskfleet-pgbackrest")["NoNewPrivs"] == "1"
+
+
+def test_the_repository_refuses_a_client_certificate_not_from_the_ca():
+    # The same request from a database host: answered with its own certificate, refused
+    # with a certificate the private CA did not sign (Debian's snakeoil one).
+    base = (
+        "runuser -u postgres -- pgbackrest --stanza=flaskfleet --log-level-file=off --output=json"
+    )
+    host = _host("ff-postgresql-r2")
+    own = json.loads(host.check_output(f"{base} info"))[0]
+    assert own["repo"][0]["status"]["code"] == 0, own
+    foreign = json.loads(
+        host.check_output(
+            "install -o postgres -m 600 /etc/ssl/private/ssl-cert-snakeoil.key /tmp/foreign.key && "
+            f"{base} --repo1-host-cert-file=/etc/ssl/certs/ssl-cert-snakeoil.pem "
+            "--repo1-host-key-file=/tmp/foreign.key info; rm -f /tmp/foreign.key"
+        )
+    )[0]
+    assert "unknown ca" in foreign["repo"][0]["status"]["message"], foreign
