@@ -184,6 +184,7 @@ COMPUTED_ROLE_VARIABLES = {
     "postgresql_archive_command": "the backup group (pgBackRest archives WAL when it has a host)",
     "postgresql_restore_command": "the backup group",
     "postgresql_systemd_read_write_paths": "the backup group (pgBackRest's spool and log)",
+    "postgresql_replica_clone_method": "the backup group (pgbackrest when it has a host)",
     "pgbackrest_role": "the backup and PostgreSQL groups",
     "pgbackrest_address": "private_ip",
     "pgbackrest_repository": "the backup group",

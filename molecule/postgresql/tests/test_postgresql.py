@@ -290,3 +290,14 @@ def test_the_repository_refuses_a_client_certificate_not_from_the_ca():
         )
     )[0]
     assert "unknown ca" in foreign["repo"][0]["status"]["message"], foreign
+
+
+def test_the_resynced_replica_was_seeded_from_the_repository():
+    # side_effect.yml wiped ff-postgresql-r2 and re-synced it: with a backup host it is
+    # restored from the repository's latest backup and the WAL archive, not pg_basebackup.
+    if not FENCED:
+        pytest.skip("before the failover drill")
+    log = _host("ff-postgresql-r2").run("cat /var/log/pgbackrest/flaskfleet-restore.log")
+    assert log.rc == 0, "no pgBackRest restore on ff-postgresql-r2"
+    last = log.stdout.strip().splitlines()[-1]
+    assert "restore command end: completed successfully" in last, log.stdout[-500:]
