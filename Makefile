@@ -13,7 +13,7 @@ SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/m
 MOLECULE_JOBS ?= 2
 LAB_URL := http://127.0.0.1:8080/
 
-.PHONY: help deps image up down scale-out scale-in backup-info test lint unit-test app-test example-test molecule bench-converge bench-deploy bench-failover clean
+.PHONY: help deps image up down scale-out scale-in backup-info test checks lint unit-test app-test example-test molecule bench-converge bench-deploy bench-failover clean
 
 help:
 	@echo "make up        build what is needed, start the lab, run site.yml, print the URL"
@@ -74,7 +74,12 @@ scale-in: deps
 	python tools/lab.py down app3
 	@echo "app3 is retired; $(LAB_URL) is served by the remaining app servers"
 
-test: lint unit-test app-test example-test molecule
+# The molecule scenarios start first and the other checks run beside them, one at a time
+# (two make jobs on two cores): the scenarios are the long part. Any failure fails `make test`.
+test: deps image
+	$(MAKE) --no-print-directory -j2 molecule checks
+
+checks: lint unit-test app-test example-test
 
 lint: deps
 	yamllint -s .
