@@ -13,6 +13,7 @@ import uuid
 import pytest
 from fftest import exposure
 
+testinfra_hosts = ["ff-redis-1"]
 INSTANCES = ["cache", "broker"]
 VALUE = "x" * 1024  # one kilobyte per key in the memory pressure tests
 
