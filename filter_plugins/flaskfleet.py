@@ -148,7 +148,7 @@ ROLE_PORTS = {
 TIER_ROLES = {
     "postgres_primary": ["postgresql", "pgbackrest"],
     "postgres_replicas": ["postgresql", "pgbackrest"],
-    "backup": ["pgbackrest"],
+    "backup": ["pgbackrest", "broker_backup"],
     "redis": ["redis"],
     "appservers": ["app_release", "gunicorn"],
     "workers": ["app_release", "celery"],
@@ -191,6 +191,9 @@ COMPUTED_ROLE_VARIABLES = {
     "pgbackrest_database_hosts": "the PostgreSQL groups",
     "pgbackrest_cipher_pass": "flaskfleet_backup_cipher_pass",
     "pgbackrest_pki_ca_dir": "flaskfleet_pki_dir",
+    "broker_backup_broker_host": "the redis group",
+    "broker_backup_broker_port": "flaskfleet_redis_broker_port",
+    "broker_backup_broker_password": "flaskfleet_redis_broker_password",
     # The app contract (flaskfleet_app, docs/app-contract.md) fills these.
     "app_release_source": "flaskfleet_app.source (or -e app_release_src=DIR once)",
     "app_release_wsgi_app": "flaskfleet_app.wsgi",
@@ -783,7 +786,8 @@ def flaskfleet_secret_problems(values, host: str, redis_min_length=None) -> list
     values = dict(values or {})
     problems: list[str] = []
     holders: dict[str, list[str]] = {}
-    wanted = {**CLUSTER_SECRETS, **{k: v for k, v in OPTIONAL_CLUSTER_SECRETS.items() if k in values}}
+    optional = {k: v for k, v in OPTIONAL_CLUSTER_SECRETS.items() if k in values}
+    wanted = {**CLUSTER_SECRETS, **optional}
     for name, (minimum, who) in wanted.items():
         value = values.get(name)
         if value is None or str(value) == "":
@@ -825,6 +829,7 @@ ROLE_PREFIX_NAMES_NOT_IN_SPECS = frozenset(
         "app_release_src",  # extra var: deploy another checkout once
         "app_release_migrate_force",  # extra var: run the migrations again
         "app_release_rollback_to",  # set by rollback_app.yml for deploy_app.yml
+        "broker_backup_file",  # extra var: restore_redis_broker.yml restores this copy
         # Facts set by the roles (set_fact) for the playbooks.
         "app_release_build",
         "app_release_changed",

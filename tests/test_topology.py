@@ -312,9 +312,11 @@ def test_the_backup_cipher_pass_is_checked_only_when_asked():
     good = {n: f"{n}-0123456789abcdef" for n in ff.CLUSTER_SECRETS}
     assert ff.flaskfleet_secret_problems(good, "h") == []
     short = {**good, "flaskfleet_backup_cipher_pass": "tooshort-123"}
-    assert any("flaskfleet_backup_cipher_pass has 12 characters" in p for p in ff.flaskfleet_secret_problems(short, "h"))
+    problems = ff.flaskfleet_secret_problems(short, "h")
+    assert any("flaskfleet_backup_cipher_pass has 12 characters" in p for p in problems)
     missing = {**good, "flaskfleet_backup_cipher_pass": ""}
-    assert any("flaskfleet_backup_cipher_pass is not set" in p for p in ff.flaskfleet_secret_problems(missing, "h"))
+    problems = ff.flaskfleet_secret_problems(missing, "h")
+    assert any("flaskfleet_backup_cipher_pass is not set" in p for p in problems)
 
 
 def test_a_primary_override_must_name_a_database_host():

@@ -1,4 +1,4 @@
-"""The backup host keeps copies of the broker's data (roles/redis_backup); side_effect.yml
+"""The backup host keeps copies of the broker's data (roles/broker_backup); side_effect.yml
 took one, changed the broker and restored it with playbooks/restore_redis_broker.yml."""
 
 import os
@@ -33,3 +33,12 @@ def test_the_password_stays_out_of_units_journals_and_command_lines(host):
     assert secret not in host.check_output("journalctl --no-pager -o cat")
     words = host.check_output(f"journalctl -u {SERVICE} --no-pager -o cat")
     assert "copied the broker" in words, words
+
+
+def test_each_copy_is_readable_by_its_service_alone(host):
+    state = host.file("/var/lib/private/flaskfleet-redis-backup")
+    copies = host.check_output("ls -1 /var/lib/flaskfleet-redis-backup/").split()
+    for name in copies:
+        copy = host.file(f"/var/lib/flaskfleet-redis-backup/{name}")
+        assert copy.mode == 0o600, (name, oct(copy.mode))
+        assert copy.uid == state.uid != 0, (name, copy.uid, state.uid)
