@@ -191,6 +191,8 @@ COMPUTED_ROLE_VARIABLES = {
     "pgbackrest_database_hosts": "the PostgreSQL groups",
     "pgbackrest_cipher_pass": "flaskfleet_backup_cipher_pass",
     "pgbackrest_pki_ca_dir": "flaskfleet_pki_dir",
+    "firewall_service_rules": "the inventory's groups (playbooks/firewall.yml)",
+    "firewall_public_ports": "nginx_http_port / nginx_https_port on the load balancers",
     "broker_backup_broker_host": "the redis group",
     "broker_backup_broker_port": "flaskfleet_redis_broker_port",
     "broker_backup_broker_password": "flaskfleet_redis_broker_password",
@@ -516,7 +518,10 @@ def _app_setting_problems(hostvars, host):
 
 def flaskfleet_role_hosts(groups) -> dict[str, list[str]]:
     """Which hosts each role runs on (``common`` on every host), in inventory order."""
-    roles: dict[str, list[str]] = {"common": _group(groups, "all")}
+    roles: dict[str, list[str]] = {
+        "common": _group(groups, "all"),
+        "firewall": _group(groups, "all"),
+    }
     for group, names in TIER_ROLES.items():
         for role in names:
             roles[role] = list(dict.fromkeys(roles.get(role, []) + _group(groups, group)))
@@ -612,11 +617,13 @@ def flaskfleet_topology(groups, hostvars, primary_override: str = "", settings=N
 
     backup_host = (_group(groups, "backup") + [""])[0]
     backup = {**node(backup_host), "stanza": "flaskfleet"} if backup_host else None
+    monitoring = [node(h) for h in _group(groups, "monitoring")]
 
     def unique(items):
         return list(dict.fromkeys(items))
 
     app_clients = unique([a["address"] for a in appservers] + [w["address"] for w in workers])
+    monitoring_addresses = [m["address"] for m in monitoring]
     db_args = [settings.get(k) for k in ("db_user", "db_password", "db_name")]
     have_db = primary is not None and all(v is not None for v in db_args)
     # Writes: every database host, the primary first, and libpq connects to the first one
@@ -671,8 +678,9 @@ def flaskfleet_topology(groups, hostvars, primary_override: str = "", settings=N
         "backup": backup,
         "retired": _group(groups, "retired"),
         "urls": urls,
+        "monitoring": monitoring,
         "allow": {
-            # Who may reach what, by address: pg_hba today, firewalls and scrape targets later.
+            # Who may reach what, by address: pg_hba and the firewall (flaskfleet_firewall_rules).
             "postgres_clients": app_clients,
             # A fenced former primary keeps its replication login: its boot guard asks the
             # others for their timeline before it may start (roles/postgresql, boot guard).
@@ -683,6 +691,8 @@ def flaskfleet_topology(groups, hostvars, primary_override: str = "", settings=N
             ),
             "redis_clients": app_clients,
             "gunicorn_clients": unique([lb["address"] for lb in loadbalancers]),
+            # Prometheus scrapes gunicorn, PostgreSQL and the exporters from these hosts.
+            "monitoring": monitoring_addresses,
             # The pgBackRest repository reaches every database host's pgBackRest server, and
             # they reach it (archive-push, archive-get, restore).
             "backup_clients": unique(
@@ -696,10 +706,154 @@ def flaskfleet_topology(groups, hostvars, primary_override: str = "", settings=N
         "roles": flaskfleet_role_hosts(groups),
         "addresses": {
             n["host"]: n["address"]
-            for n in [primary, *replicas, *appservers, *workers, *loadbalancers, redis, backup]
+            for n in [
+                primary,
+                *replicas,
+                *appservers,
+                *workers,
+                *loadbalancers,
+                redis,
+                backup,
+                *monitoring,
+            ]
             if n
         },
     }
+
+
+def _nft_sources(sources, where: str) -> dict:
+    """Split addresses and networks into nftables' IPv4 and IPv6 sets ("any": open to all)."""
+    v4, v6, bad = [], [], []
+    for source in sources:
+        try:
+            net = ipaddress.ip_network(str(source).strip(), strict=False)
+        except ValueError:
+            bad.append(str(source))
+            continue
+        (v4 if net.version == 4 else v6).append(str(net) if net.num_addresses > 1 else str(net[0]))
+    if bad:
+        raise AnsibleFilterError(
+            f"{where}: {', '.join(bad)} is not an IP address or network (CIDR); "
+            "write addresses like 192.0.2.10 or 192.0.2.0/24."
+        )
+    if "0.0.0.0/0" in v4 and "::/0" in v6:
+        return {"any": True, "v4": [], "v6": []}
+    # Everyone of one family: that family's whole range (nft accepts 0.0.0.0/0 in a set).
+    return {
+        "any": False,
+        "v4": ["0.0.0.0/0"] if "0.0.0.0/0" in v4 else sorted(set(v4)),
+        "v6": ["::/0"] if "::/0" in v6 else sorted(set(v6)),
+    }
+
+
+def flaskfleet_firewall_rules(topology, host: str, ports=None) -> list[dict]:
+    """The service ports ``host`` opens to its peers, and to whom, from the topology.
+
+    ``ports`` names the ports that are role settings rather than topology
+    (``pgbackrest``, default 8432). Each rule: ``name``, ``ports`` (sorted) and
+    the sources as ``any``/``v4``/``v6`` (flaskfleet_nft_sources). A rule whose
+    sources are empty is left out: nobody may connect. Everything else on the
+    host is closed by the firewall role's default drop (docs/architecture.md,
+    "Firewall").
+    """
+    ports = {"pgbackrest": 8432, **dict(ports or {})}
+    allow = topology["allow"]
+    monitoring = allow.get("monitoring", [])
+    backup = topology.get("backup")
+    rules: list[tuple[str, list[int], list[str]]] = []
+    pg_hosts = list(topology.get("postgres_hosts", [])) + list(topology.get("fenced", []))
+    if host in pg_hosts:
+        port = (topology.get("primary") or (topology.get("replicas") or [{"port": 5432}])[0])[
+            "port"
+        ]
+        rules.append(
+            (
+                "postgresql",
+                [port],
+                allow["postgres_clients"] + allow["replication_clients"] + monitoring,
+            )
+        )
+        if backup:
+            rules.append(("pgbackrest", [ports["pgbackrest"]], [backup["address"]]))
+    if backup and host == backup["host"]:
+        rules.append(("pgbackrest-repository", [ports["pgbackrest"]], allow["backup_clients"]))
+    redis = topology.get("redis")
+    if redis and host == redis["host"]:
+        rules.append(("redis-cache", [redis["cache_port"]], allow["redis_clients"]))
+        rules.append(
+            (
+                "redis-broker",
+                [redis["broker_port"]],
+                allow["redis_clients"] + ([backup["address"]] if backup else []),
+            )
+        )
+    for app in topology.get("appservers", []):
+        if app["host"] == host:
+            rules.append(("gunicorn", list(app["ports"]), allow["gunicorn_clients"] + monitoring))
+    out = []
+    for name, rule_ports, sources in rules:
+        # A host's own address reaches it through the loopback interface, which is open.
+        peers = [s for s in dict.fromkeys(sources) if s != topology["addresses"].get(host)]
+        if not peers:
+            continue
+        out.append(
+            {
+                "name": name,
+                "ports": sorted(set(int(p) for p in rule_ports)),
+                **_nft_sources(peers, f"{host} {name}"),
+            }
+        )
+    return out
+
+
+def flaskfleet_nft_sources(sources, where: str = "firewall") -> dict:
+    """``_nft_sources`` for the firewall role's own lists (SSH, public, extra rules)."""
+    if isinstance(sources, str) or not isinstance(sources, (list, tuple)):
+        raise AnsibleFilterError(f"{where}: expected a list of addresses or networks.")
+    return _nft_sources(sources, where)
+
+
+def flaskfleet_firewall_problems(values, host: str) -> list[str]:
+    """The preflight's check of the firewall role's own lists (addresses, networks, rules)."""
+    problems = []
+    for name in ("firewall_ssh_sources", "firewall_public_sources"):
+        value = values.get(name)
+        if value in (None, ""):
+            continue
+        try:
+            flaskfleet_nft_sources(value, f"{host}: {name}")
+        except AnsibleFilterError as err:
+            problems.append(str(err))
+    rules = values.get("firewall_extra_rules")
+    if rules in (None, ""):
+        return problems
+    if not isinstance(rules, (list, tuple)):
+        return problems + [f"{host}: firewall_extra_rules must be a list of rules."]
+    for i, rule in enumerate(rules):
+        where = f"{host}: firewall_extra_rules[{i}]"
+        if not isinstance(rule, dict) or not {"name", "ports", "sources"} <= set(rule):
+            problems.append(
+                f"{where} needs name, ports and sources, e.g. "
+                "{name: metrics, ports: [9000], sources: [192.0.2.0/24]}."
+            )
+            continue
+        ports = rule["ports"]
+
+        def port_ok(port):
+            try:
+                return 1 <= _as_int(port) <= 65535
+            except ValueError:
+                return False
+
+        if not isinstance(ports, (list, tuple)) or not ports or not all(map(port_ok, ports)):
+            problems.append(f"{where} ({rule['name']}): ports must be a list of port numbers.")
+        if rule.get("proto", "tcp") not in ("tcp", "udp"):
+            problems.append(f"{where} ({rule['name']}): proto must be tcp or udp.")
+        try:
+            flaskfleet_nft_sources(rule["sources"], f"{where} ({rule['name']}) sources")
+        except AnsibleFilterError as err:
+            problems.append(str(err))
+    return problems
 
 
 def flaskfleet_spec_without_defaults(options: dict) -> dict:
@@ -830,6 +984,7 @@ ROLE_PREFIX_NAMES_NOT_IN_SPECS = frozenset(
         "app_release_migrate_force",  # extra var: run the migrations again
         "app_release_rollback_to",  # set by rollback_app.yml for deploy_app.yml
         "broker_backup_file",  # extra var: restore_redis_broker.yml restores this copy
+        "firewall_play_hosts",  # host pattern of playbooks/firewall.yml (restore_db.yml narrows it)
         # Facts set by the roles (set_fact) for the playbooks.
         "app_release_build",
         "app_release_changed",
@@ -1153,4 +1308,7 @@ class FilterModule:
             "flaskfleet_postgres_url": flaskfleet_postgres_url,
             "flaskfleet_postgres_multihost_url": flaskfleet_postgres_multihost_url,
             "flaskfleet_redis_url": flaskfleet_redis_url,
+            "flaskfleet_firewall_rules": flaskfleet_firewall_rules,
+            "flaskfleet_nft_sources": flaskfleet_nft_sources,
+            "flaskfleet_firewall_problems": flaskfleet_firewall_problems,
         }

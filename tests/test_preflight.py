@@ -705,3 +705,24 @@ def test_the_login_key_is_found_behind_options_and_a_missing_key_file_is_not_gue
         )
         == []
     )
+
+
+@pytest.mark.parametrize(
+    ("values", "fragments"),
+    [
+        (
+            {"firewall_ssh_sources": ["198.51.100.0/24", "bastion.example.com"]},
+            ("firewall_ssh_sources: bastion.example.com is not an IP address or network",),
+        ),
+        (
+            {"firewall_extra_rules": [{"name": "metrics", "ports": [9000]}]},
+            ("firewall_extra_rules[0] needs name, ports and sources",),
+        ),
+        (
+            {"firewall_ssh_srcs": ["10.0.0.0/8"]},
+            ("firewall_ssh_srcs is not a variable of the firewall role", "firewall_ssh_sources"),
+        ),
+    ],
+)
+def test_a_broken_firewall_setting_is_refused_naming_it(tmp_path, values, fragments):
+    refused(run_preflight(tmp_path, secrets=all_vars(**values)), *fragments)

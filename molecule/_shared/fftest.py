@@ -59,3 +59,10 @@ def main_process_status(host, unit):
     assert pid not in ("", "0"), f"{unit} has no main process"
     lines = host.file(f"/proc/{pid}/status").content_string.splitlines()
     return dict(line.split(":\t", 1) for line in lines if ":\t" in line)
+
+
+def tcp_probe(host, address, port, timeout=3):
+    """Open a TCP connection from ``host`` to address:port: "open", "refused" (nothing
+    listens, or a reject) or "dropped" (no answer within timeout: a firewall's drop)."""
+    out = host.run(f"timeout {timeout} bash -c 'exec 3<>/dev/tcp/{address}/{port}'")
+    return {0: "open", 124: "dropped"}.get(out.rc, "refused")

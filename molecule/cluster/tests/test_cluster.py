@@ -9,7 +9,7 @@ import time
 
 import pytest
 import requests
-from fftest import hosts_in, remote, wait_for
+from fftest import hosts_in, remote, tcp_probe, wait_for
 
 LB = "http://127.0.0.1:18080"
 
@@ -98,3 +98,38 @@ def test_beat_runs_on_exactly_one_worker():
         name for name in hosts_in("workers") if remote(name).service("celery-beat").is_running
     ]
     assert len(running) == 1
+
+
+# The firewall (roles/firewall) after every operation of side_effect.yml: each tier reaches
+# only the services it uses; everything else is dropped. app3 is retired by then.
+FIREWALL_PATHS = [
+    ("ff-cluster-lb1", "172.28.7.21", 8001, "open"),
+    ("ff-cluster-app1", "172.28.7.41", 6379, "open"),
+    ("ff-cluster-worker1", "172.28.7.41", 6380, "open"),
+    ("ff-cluster-worker1", "172.28.7.52", 5432, "open"),
+    ("ff-cluster-lb1", "172.28.7.51", 5432, "dropped"),
+    ("ff-cluster-lb1", "172.28.7.52", 5432, "dropped"),
+    ("ff-cluster-lb1", "172.28.7.41", 6379, "dropped"),
+    ("ff-cluster-lb1", "172.28.7.41", 6380, "dropped"),
+    ("ff-cluster-worker1", "172.28.7.21", 8001, "dropped"),
+    ("ff-cluster-redis1", "172.28.7.51", 5432, "dropped"),
+    ("ff-cluster-redis1", "172.28.7.21", 8001, "dropped"),
+    ("ff-cluster-app3", "172.28.7.41", 6379, "dropped"),
+    ("ff-cluster-app3", "172.28.7.52", 5432, "dropped"),
+]
+
+
+@pytest.mark.parametrize(("client", "address", "port", "expected"), FIREWALL_PATHS)
+def test_each_tier_reaches_only_the_services_it_uses(client, address, port, expected):
+    assert tcp_probe(remote(client), address, port) == expected
+
+
+def test_a_spoofed_forwarded_host_does_not_reach_the_app():
+    r = requests.get(
+        f"{LB}/api/client",
+        headers={"X-Forwarded-Host": "evil.example", "X-Forwarded-Port": "6666"},
+        timeout=5,
+    )
+    assert r.status_code == 200
+    assert "evil.example" not in r.json()["host"]
+    assert "6666" not in r.json()["host"]

@@ -111,7 +111,9 @@ def drained_and_scaled_out(host, instances, tmp_path_factory):
     assert NEW_INSTANCE not in served(host, 3 * len(instances))
     # A file in the static root that is not in nginx_static_src.
     host.run(f"touch {STATIC_ROOT}/stale.txt")
-    pids = converge_and_reload(host, "-i", str(extra))
+    # The load balancers only: the "new" app server is a stand-in port on app2, not a host
+    # Ansible can reach (its firewall opening is firewall_extra_rules in molecule.yml).
+    pids = converge_and_reload(host, "-i", str(extra), "--limit", "loadbalancers")
     return {"drained": drained, "pids": pids}
 
 
