@@ -62,14 +62,14 @@ down: deps
 scale-out: deps image
 	cp tools/lab-scale-out.yml inventory/lab/90-scale-out.yml
 	python tools/lab.py up app3
-	ansible-playbook site.yml --limit app3,loadbalancers,postgres,redis
+	ansible-playbook site.yml --limit app3,loadbalancers,postgres_primary,postgres_replicas,redis
 	@echo "app3 is serving behind $(LAB_URL)"
 
 # Scale in: move app3 to the retired group and converge (drain, stop, pg_hba),
 # then drop it from the inventory and remove its container.
 scale-in: deps
 	cp tools/lab-scale-in.yml inventory/lab/90-scale-out.yml
-	ansible-playbook site.yml --limit app3,loadbalancers,postgres,redis
+	ansible-playbook site.yml --limit app3,loadbalancers,postgres_primary,postgres_replicas,redis
 	rm -f inventory/lab/90-scale-out.yml
 	python tools/lab.py down app3
 	@echo "app3 is retired; $(LAB_URL) is served by the remaining app servers"
