@@ -10,9 +10,15 @@ from fftest import remote, tcp_probe
 P, R1, R2, B = "172.28.2.11", "172.28.2.12", "172.28.2.13", "172.28.2.14"
 
 
-@pytest.mark.parametrize("client", ["ff-postgresql-r1", "ff-postgresql-r2"])
-def test_the_other_database_hosts_reach_postgresql(client):
-    assert tcp_probe(remote(client), P, 5432) == "open"
+@pytest.mark.parametrize(
+    ("client", "server"),
+    [("ff-postgresql-r1", P), ("ff-postgresql-r2", P), ("ff-postgresql-p", R1)],
+)
+def test_the_firewall_lets_the_other_database_hosts_reach_postgresql(client, server):
+    # Not dropped: the firewall lets it through. After side_effect.yml the former primary
+    # is fenced (its server refuses to start), so a connection to it is refused by the
+    # host, not dropped; before it, every server answers.
+    assert tcp_probe(remote(client), server, 5432) in ("open", "refused")
 
 
 def test_the_backup_host_cannot_reach_postgresql():
