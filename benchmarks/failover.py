@@ -165,7 +165,14 @@ def phase(name: str, args, inventory: Path, new_primary: str, kill: str | None, 
 
 def guard_verdict(host: str) -> dict:
     docker("start", PREFIX + host)
-    docker("exec", PREFIX + host, "systemctl", "is-system-running", "--wait")
+    deadline = time.monotonic() + 60
+    # Right after `docker start` systemd may not have its bus yet: ask until it answers.
+    booted = ("running", "degraded")
+    while time.monotonic() < deadline:
+        state = docker("exec", PREFIX + host, "systemctl", "is-system-running", "--wait")
+        if state.stdout.strip() in booted:
+            break
+        time.sleep(1)
     deadline = time.monotonic() + 60
     while True:  # until the unit has started, or its boot guard has refused
         active = docker("exec", PREFIX + host, "systemctl", "is-active", "postgresql@15-main")
