@@ -2,7 +2,8 @@
 """Database failover under load: how long writes fail, and whether any job is lost.
 
 Against the converged lab (db1 primary, db2 replica; `make up`), with tools/loadgen.py
-sending the sample app's mix plus background jobs (POST /api/jobs) to the load balancer:
+sending the sample app's mix plus background jobs (POST /api/jobs) to the load balancer's
+private listener (127.0.0.1:8088; the jobs endpoint is not on the public one):
 
   planned    playbooks/promote_replica.yml -e new_primary=db2 with db1 healthy (switchover:
              db1 fenced, db2 promoted once it has replayed everything);
@@ -188,7 +189,11 @@ def guard_verdict(host: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--url", default="http://127.0.0.1:8080", help="load balancer (loopback only)")
+    p.add_argument(
+        "--url",
+        default="http://127.0.0.1:8088",
+        help="the load balancer's private listener (the jobs endpoint is private; loopback only)",
+    )
     p.add_argument("--rate", type=float, default=40.0, help="requests per second")
     p.add_argument("--settle", type=float, default=10.0, help="seconds of load before and after")
     args = p.parse_args(argv)

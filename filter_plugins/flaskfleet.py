@@ -139,7 +139,12 @@ DEFAULTS = {
 # (tests/test_topology.py checks they agree): what the port-collision check needs
 # to know about a host that holds several tiers.
 ROLE_PORTS = {
-    "loadbalancers": {"nginx_http_port": 80, "nginx_https_port": 443, "nginx_status_port": 8081},
+    "loadbalancers": {
+        "nginx_http_port": 80,
+        "nginx_https_port": 443,
+        "nginx_status_port": 8081,
+        "nginx_private_port": 8088,
+    },
     "postgres_primary": {"postgresql_port": 5432},
     "postgres_replicas": {"postgresql_port": 5432},
 }
@@ -750,13 +755,14 @@ def flaskfleet_firewall_rules(topology, host: str, ports=None) -> list[dict]:
     """The service ports ``host`` opens to its peers, and to whom, from the topology.
 
     ``ports`` names the ports that are role settings rather than topology
-    (``pgbackrest``, default 8432). Each rule: ``name``, ``ports`` (sorted) and
+    (``pgbackrest``, default 8432; ``nginx_private``, the load balancers' private
+    listener, default 8088). Each rule: ``name``, ``ports`` (sorted) and
     the sources as ``any``/``v4``/``v6`` (flaskfleet_nft_sources). A rule whose
     sources are empty is left out: nobody may connect. Everything else on the
     host is closed by the firewall role's default drop (docs/architecture.md,
     "Firewall").
     """
-    ports = {"pgbackrest": 8432, **dict(ports or {})}
+    ports = {"pgbackrest": 8432, "nginx_private": 8088, **dict(ports or {})}
     allow = topology["allow"]
     monitoring = allow.get("monitoring", [])
     backup = topology.get("backup")
@@ -790,6 +796,10 @@ def flaskfleet_firewall_rules(topology, host: str, ports=None) -> list[dict]:
     for app in topology.get("appservers", []):
         if app["host"] == host:
             rules.append(("gunicorn", list(app["ports"]), allow["gunicorn_clients"] + monitoring))
+    if host in topology.get("roles", {}).get("nginx", []):
+        # The private listener (private paths included): monitoring only; an operator's
+        # own tools are let in with firewall_extra_rules.
+        rules.append(("nginx-private", [ports["nginx_private"]], monitoring))
     out = []
     for name, rule_ports, sources in rules:
         # A host's own address reaches it through the loopback interface, which is open.

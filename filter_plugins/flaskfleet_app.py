@@ -76,6 +76,7 @@ GENERIC = {
     "static": {"dir": "", "url": "/static/"},
     "system_packages": [],
     "gunicorn": {"hooks": {}, "requirement": GUNICORN_REQUIREMENT},
+    "private_paths": ["/metrics"],
 }
 
 # The sample application (app_src/), described with the contract.
@@ -97,6 +98,9 @@ SAMPLE_APP = {
     },
     "static": {"dir": "flaskfleet_app/static", "url": "/static/"},
     "gunicorn": {"hooks": {"child_exit": "flaskfleet_app.metrics:child_exit"}},
+    # Metrics and readiness details, a slow endpoint that holds a thread and the job
+    # endpoints that queue work: not on the public listener.
+    "private_paths": ["/metrics", "/readyz", "/api/slow", "/api/jobs"],
 }
 
 _PY_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -110,6 +114,7 @@ _DEB_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 _SCHEME = re.compile(r"^postgres(?:ql)?(?:\+[a-z0-9_]+)?$")
 _URL_PATH = re.compile(r"^/(?:[A-Za-z0-9._~-]+/)*$")
 _SOURCE_KEYS = {"path", "git", "ref", "wheelhouse"}
+_PRIVATE_PATH = re.compile(r"^/[A-Za-z0-9._~/-]*$")
 
 
 def _argv(value, field, problems):
@@ -326,6 +331,15 @@ def _check(spec: dict, project_root, with_workers: bool) -> tuple[dict, list[str
             "such as postgresql+psycopg, postgresql+psycopg2 or postgresql"
         )
 
+    private = spec["private_paths"]
+    if not isinstance(private, list) or any(
+        not isinstance(p, str) or not _PRIVATE_PATH.match(p) or p == "/" for p in private
+    ):
+        problems.append(
+            f"flaskfleet_app.private_paths={private!r}: a list of path prefixes the public "
+            "listener refuses, e.g. [/metrics, /admin] (letters, digits, . _ ~ - /; not / itself)"
+        )
+        spec["private_paths"] = []
     static = _record(spec, "static", problems)
     static_dir = str(static.get("dir") or "")
     if static_dir.startswith("/") or ".." in static_dir.split("/"):

@@ -33,6 +33,9 @@ def test_no_description_is_the_sample_app():
     assert spec["health"] == {"path": "/healthz", "status": 200, "version_field": "version"}
     assert spec["env"]["database_url"] == "FLASKFLEET_DATABASE_URL"
     assert spec["static"] == {"dir": "flaskfleet_app/static", "url": "/static/"}
+    # Closed on the public listener: metrics, readiness details, the thread-holding and
+    # job-queueing endpoints.
+    assert spec["private_paths"] == ["/metrics", "/readyz", "/api/slow", "/api/jobs"]
     # The sample's lock file is what its build uses.
     assert (ROOT / "app_src" / spec["requirements"]).is_file()
 
@@ -45,6 +48,7 @@ def test_a_users_description_does_not_inherit_the_samples_fields(tree):
     assert spec["static"]["dir"] == ""
     assert spec["health"] == {"path": "/", "status": 200, "version_field": ""}
     assert spec["gunicorn"]["requirement"].startswith("gunicorn==")
+    assert spec["private_paths"] == ["/metrics"]
 
 
 def test_partial_health_and_static_keep_their_other_defaults(tree):
@@ -101,6 +105,10 @@ def test_wsgi_targets_gunicorn_accepts(tree, wsgi):
         ({"gunicorn": {"hooks": "m:f"}}, "flaskfleet_app.gunicorn.hooks must be a mapping"),
         ({"kind": "project"}, "has no pyproject.toml"),
         ({"requirements": "locked.txt"}, "neither a Python project"),
+        ({"private_paths": "/metrics"}, "flaskfleet_app.private_paths"),
+        ({"private_paths": ["metrics"]}, "flaskfleet_app.private_paths"),
+        ({"private_paths": ["/"]}, "flaskfleet_app.private_paths"),
+        ({"private_paths": ["/a b"]}, "flaskfleet_app.private_paths"),
     ],
 )
 def test_bad_input_names_the_setting(tree, fields, needle):

@@ -71,6 +71,14 @@ def test_monitoring_hosts_reach_gunicorn_and_postgresql():
     assert "10.0.0.71" in openings(topo, "db3")[5432]
 
 
+def test_only_monitoring_hosts_reach_the_load_balancers_private_listener():
+    assert openings(topology(), "lb1") == {}
+    topo = topology(monitoring=["m1"], m1={"private_ip": "10.0.0.71"})
+    assert openings(topo, "lb1", nginx_private=9088) == {9088: {"10.0.0.71"}}
+    # Not on the app servers: they run no nginx.
+    assert 9088 not in openings(topo, "app1", nginx_private=9088)
+
+
 def test_scale_out_opens_the_new_hosts_paths_and_scale_in_closes_them():
     groups, hostvars = inventory()
     groups["appservers"].append("app3")

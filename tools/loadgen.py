@@ -35,6 +35,8 @@ threads started up front; more are started, up to --max-in-flight, when all are 
 
 Examples:
   python tools/loadgen.py --url http://127.0.0.1:8080 --rate 100 --duration 30
+  python tools/loadgen.py --url http://127.0.0.1:8088 --mix "GET /api/articles:90,POST /api/jobs:10"
+      # the load balancer's private listener: the sample's private paths (/api/jobs, /api/slow)
   python tools/loadgen.py --url http://127.0.0.1:8080 --stop-file /tmp/stop --duration 600
   python tools/loadgen.py --url http://172.28.0.21:8001 --rate 50 --duration 60  # one gunicorn
   python tools/loadgen.py --mix "GET /:60,GET /notes/{id}:25,POST /notes:15"   # another app
@@ -75,8 +77,7 @@ MIX = (
     (50, "GET", "/api/articles"),
     (25, "GET", "/api/articles/{id}"),
     (10, "POST", "/api/articles"),
-    (10, "GET", "/healthz"),
-    (5, "GET", "/api/slow?ms=20"),
+    (15, "GET", "/healthz"),
 )
 JOBS_PATH = "/api/jobs"
 ENDED = ("applied", "failed")

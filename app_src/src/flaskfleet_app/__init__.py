@@ -78,7 +78,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     if settings.trusted_proxies > 0:
         n = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)
+        # Only the headers the load balancers set: X-Forwarded-For and -Proto. The Host
+        # nginx forwards is one of its server names; X-Forwarded-Host/-Port are never
+        # trusted (a client could send them, and a proxy that drops them is one setting
+        # away from passing them through).
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=0, x_port=0)
 
     state = State(
         settings=settings,

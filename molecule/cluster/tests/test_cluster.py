@@ -1,7 +1,8 @@
 """The whole stack, end to end, through the load balancer's published port.
 
 HTTP requests go from the controller to 127.0.0.1:18080 (the load balancer's
-port 80, published by molecule.yml); host checks run on the lab containers.
+port 80, published by molecule.yml; its private listener, 8088, on 18088); host
+checks run on the lab containers.
 """
 
 import json
@@ -12,6 +13,7 @@ import requests
 from fftest import hosts_in, remote, tcp_probe, wait_for
 
 LB = "http://127.0.0.1:18080"
+PRIVATE = "http://127.0.0.1:18088"
 
 
 def instances():
@@ -88,9 +90,37 @@ def test_readyz_green_on_every_instance(name):
         assert out.stdout.endswith("200"), out.stdout
 
 
-def test_lb_answers_tls_with_its_certificate():
-    r = requests.get("https://127.0.0.1:18443/healthz", timeout=5, verify=False)
+def test_lb_answers_tls_with_its_certificate(tmp_path):
+    # Verified against the certificate the load balancer generated (the lab's trust anchor).
+    cert = tmp_path / "lb.crt"
+    cert.write_text(remote("ff-cluster-lb1").check_output("cat /etc/nginx/tls/server.crt") + "\n")
+    r = requests.get("https://127.0.0.1:18443/healthz", timeout=5, verify=str(cert))
     assert r.status_code == 200
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get("https://127.0.0.1:18443/healthz", timeout=5)  # the system's CAs
+
+
+@pytest.mark.parametrize("url", [LB, "https://127.0.0.1:18443"])
+def test_an_unknown_host_is_closed_without_an_answer(url):
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(f"{url}/healthz", headers={"Host": "evil.example"}, timeout=5, verify=False)
+    assert requests.get(f"{url}/healthz", timeout=5, verify=False).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/readyz", "/api/slow?ms=1", "/api/jobs/x"])
+def test_private_paths_are_refused_on_the_public_listener_and_served_privately(path):
+    public = requests.get(f"{LB}{path}", timeout=5)
+    assert public.status_code == 404
+    assert "X-Served-By" not in public.headers  # nginx's answer: the app never saw it
+    private = requests.get(f"{PRIVATE}{path}", timeout=5)
+    assert private.status_code == 200, private.text
+    assert "X-Served-By" in private.headers
+
+
+def test_the_metrics_of_an_instance_come_through_the_private_listener():
+    r = requests.get(f"{PRIVATE}/metrics", timeout=5)
+    assert r.status_code == 200
+    assert "flaskfleet_http_requests_total" in r.text
 
 
 def test_beat_runs_on_exactly_one_worker():

@@ -35,6 +35,12 @@ def test_the_public_listeners_are_open_to_anyone(port):
     assert tcp_probe(get_host("ff-nginx-app1"), ADDRESS[LB], port) == "open"
 
 
+def test_the_private_listener_is_closed_to_peers_that_are_not_monitoring():
+    # nginx listens there (the load balancer's own test reaches it): the firewall drops it.
+    assert get_host(LB).run("curl -sS -o /dev/null http://172.28.5.10:8088/json").rc == 0
+    assert tcp_probe(get_host("ff-nginx-app1"), ADDRESS[LB], 8088) == "dropped"
+
+
 def test_the_ruleset_is_flaskfleets_own_table_and_is_loaded_at_boot():
     host = get_host("ff-nginx-app1")
     tables = host.check_output("nft list tables")

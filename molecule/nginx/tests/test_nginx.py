@@ -99,6 +99,45 @@ def test_security_headers(host, url):
     assert "referrer-policy: strict-origin-when-cross-origin" in headers
 
 
+@pytest.mark.parametrize(
+    ("url", "curl"),
+    [(BASE, "curl -sS"), (f"https://127.0.0.1:{HTTPS_PORT}", "curl -sSk")],
+)
+def test_an_unknown_host_is_closed_without_an_answer(host, url, curl):
+    out = host.run(f"{curl} -o /dev/null -H 'Host: evil.example' {url}/json")
+    # nginx's 444: "Empty reply from server" (52); over HTTP/2 the stream is reset (92).
+    assert out.rc in (52, 92), out.stderr
+    # The names in nginx_server_names are answered.
+    assert host.run(f"{curl} -o /dev/null -H 'Host: app.example.test' {url}/json").rc == 0
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/readyz", "/api/slow?ms=1", "/api/jobs"])
+def test_private_paths_are_refused_publicly_and_served_on_the_private_listener(host, path):
+    assert send(host, f"{BASE}{path}") == [(404, "")]  # nginx's own 404: no backend saw it
+    [(status, served_by)] = send(host, f"http://172.28.5.10:8088{path}")
+    assert status == 200
+    assert served_by
+
+
+def test_a_self_signed_certificate_gets_no_redirect_and_no_hsts(host):
+    out = host.run("curl -sSk -D - -o /dev/null %s", f"https://127.0.0.1:{HTTPS_PORT}/")
+    assert "strict-transport-security" not in out.stdout.lower()
+    assert send(host, f"{BASE}/") != [(301, "")]
+
+
+def test_a_client_that_never_finishes_its_headers_is_dropped(host):
+    # Slowloris: half a request, then silence. nginx closes it after
+    # nginx_client_header_timeout (10 s here); the 40 s socket timeout only bounds the test.
+    script = (
+        "import socket,time;s=socket.create_connection(('127.0.0.1',80));"
+        "s.sendall(b'GET / HTTP/1.1\\r\\nHost: localhost\\r\\n');s.settimeout(40);t=time.time();"
+        "d=s.recv(100);print(repr(d[:12]),round(time.time()-t))"
+    )
+    out = host.run(f'python3 -c "{script}"')
+    assert out.rc == 0, out.stderr  # closed (b'' or a 408) before the socket timed out
+    assert out.stdout.startswith(("b''", "b'HTTP/1.1 408")), out.stdout
+
+
 def test_stub_status_answers_on_loopback_only(host, lb_vars):
     local = host.run("curl -sS http://127.0.0.1:8081/nginx_status")
     assert local.rc == 0
