@@ -50,6 +50,7 @@ up: deps image
 	ansible-playbook site.yml
 	@echo
 	@echo "flaskfleet is up: $(LAB_URL)  (HTTPS: https://127.0.0.1:8443/, self-signed)"
+	@echo "private listener (/metrics, /readyz, /api/jobs): http://127.0.0.1:8088/"
 	@echo "backups: make backup-info"
 
 down: deps
