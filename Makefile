@@ -13,7 +13,7 @@ SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/m
 MOLECULE_JOBS ?= 2
 LAB_URL := http://127.0.0.1:8080/
 
-.PHONY: help deps image up down scale-out scale-in backup-info test checks lint unit-test app-test example-test molecule bench-converge bench-deploy bench-failover clean
+.PHONY: help deps image up down scale-out scale-in backup-info test checks lint unit-test app-test example-test molecule bench-converge bench-deploy bench-failover bench-report clean
 
 help:
 	@echo "make up        build what is needed, start the lab, run site.yml, print the URL"
@@ -23,6 +23,8 @@ help:
 	@echo "make bench-converge  time a first converge of a fresh lab and an idempotent re-run"
 	@echo "make bench-deploy    rolling vs naive deploy under load on the lab (failed requests each)"
 	@echo "make bench-failover  planned and unplanned database failover under load on the lab"
+	@echo "make bench-report    collect the last make test's load reports and the bench-* results into"
+	@echo "                     bench/results/, write bench/report.md, its plots and the README table"
 	@echo "make backup-info     the lab's last backup (age, size) and WAL archive; fails if stale"
 	@echo "make deps | image | lint | unit-test | app-test | molecule SCENARIOS='redis nginx'"
 
@@ -122,6 +124,14 @@ bench-deploy: deps
 # killed primary); the lab ends as it started (db1 primary, db2 replica).
 bench-failover: deps
 	python benchmarks/failover.py
+
+# The report and the README's "Measured" table, from measurements only (never typed):
+# the newest `make test` logs (.cache/molecule-logs) and .bench/ results, each with its commit.
+bench-report: deps
+	python -c 'import matplotlib' 2>/dev/null || pip install -q -r requirements-bench.txt
+	python benchmarks/report.py collect-molecule
+	python benchmarks/report.py collect-bench
+	python benchmarks/report.py render
 
 clean: down
 	rm -rf $(VENV) .cache

@@ -19,6 +19,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from report import git_commit  # noqa: E402 - benchmarks/ is not a package
+
 RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
@@ -55,7 +59,7 @@ def main() -> int:
     subprocess.run([sys.executable, "tools/lab.py", "up"], cwd=ROOT, check=True)
     first = timed_site_run(out_dir / f"converge-{stamp}.first.log")
     rerun = timed_site_run(out_dir / f"converge-{stamp}.rerun.log") if first["rc"] == 0 else None
-    result = {"first": first, "rerun": rerun}
+    result = {"commit": git_commit(ROOT), "first": first, "rerun": rerun}
     (out_dir / f"converge-{stamp}.json").write_text(json.dumps(result, indent=2))
 
     print(f"first converge: {first['seconds']:.0f} s on {first['hosts']} hosts, rc={first['rc']}")

@@ -27,6 +27,10 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from report import git_commit  # noqa: E402 - benchmarks/ is not a package
+
 PLAYBOOKS = {
     "rolling": ROOT / "playbooks" / "deploy_app.yml",
     "naive": ROOT / "benchmarks" / "naive_deploy.yml",
@@ -108,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         version = f"{base}-bench{stamp}-{n}{mode}"
         print(f"{mode}: deploying {version} under {args.rate:g} req/s ...", flush=True)
         results.append(run_mode(mode, version, args, out))
-    out.write_text(json.dumps(results, indent=2))
+    out.write_text(
+        json.dumps({"commit": git_commit(ROOT), "rate": args.rate, "modes": results}, indent=2)
+    )
 
     print()
     header = (

@@ -22,6 +22,10 @@ run_one() {
 export -f run_one
 export logdir
 rm -f "$logdir/results"
+# The run's commit and wall time, for benchmarks/report.py collect-molecule.
+commit="$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
+git diff --quiet HEAD -- 2>/dev/null || commit="$commit+uncommitted"
+started=$(date +%s)
 
 # The cluster scenario is the longest: start it first. It builds the release
 # wheelhouse (.cache/releases/) early in its converge; the other scenarios that
@@ -32,6 +36,8 @@ for s in "$@"; do [ "$s" = cluster ] && ordered+=("$s"); done
 for s in "$@"; do case "$s" in cluster | app_servers | celery) ;; *) ordered+=("$s") ;; esac; done
 for s in "$@"; do case "$s" in app_servers | celery) ordered+=("$s") ;; esac; done
 printf '%s\n' "${ordered[@]}" | xargs -P "$jobs" -I{} bash -c 'run_one "$@"' _ {}
+
+echo "commit=$commit started=$started ended=$(date +%s) jobs=$jobs" >"$logdir/run"
 
 failed=0 passed=0
 while read -r s rc secs; do
