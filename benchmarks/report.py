@@ -213,6 +213,21 @@ def rows(results: dict) -> list[tuple[str, str, str]]:
                     f"`make bench-deploy` at {dep.get('commit', '?')}",
                 )
             )
+    fail = results.get("failover")
+    if fail:
+        for phase in fail.get("phases", []):
+            load, jobs = phase["load"], phase.get("jobs")
+            lost = jobs.get("lost") if isinstance(jobs, dict) else "?"
+            out.append(
+                (
+                    f"{phase['phase']} database failover on the lab, jobs in flight",
+                    f"promotion {_mmss(phase['promotion_seconds'])}; {load['failed_reads']} failed "
+                    f"reads, {load['failed_writes']} failed writes within "
+                    f"{load['write_outage_s']:g} s, of {load['requests']}; jobs {load['jobs']}, "
+                    f"{lost} lost",
+                    f"`make bench-failover` at {fail.get('commit', '?')}",
+                )
+            )
     return out
 
 
@@ -314,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "collect-molecule":
         print(write_result("make-test", collect_molecule(args.logs)))
     elif args.action == "collect-bench":
-        for name in ("converge", "deploy"):
+        for name in ("converge", "deploy", "failover"):
             found = newest(f"{name}-*.json")
             if found:
                 print(write_result(name, json.loads(found.read_text())))
