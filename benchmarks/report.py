@@ -71,7 +71,7 @@ def summarize_load(report: dict, jobs: dict | None = None) -> dict:
     return out
 
 
-def collect_molecule(logs: Path) -> dict:
+def collect_molecule(logs: Path, conditions: str = "") -> dict:
     results = {}
     for line in (logs / "results").read_text().splitlines():
         name, rc, seconds = line.split()
@@ -100,6 +100,9 @@ def collect_molecule(logs: Path) -> dict:
     return {
         "commit": run.get("commit") or git_commit(repo),
         "pitr_restore_seconds": pitr,
+        # What else ran on the machine, when it was not only `make test` (said by whoever
+        # collected the run; it qualifies every figure of the run).
+        "conditions": conditions,
         "scenarios": results,
         "molecule_wall_seconds": int(run["ended"]) - int(run["started"]) if run else None,
         "jobs_at_once": int(run["jobs"]) if run.get("jobs") else None,
@@ -186,6 +189,8 @@ def rows(results: dict) -> list[tuple[str, str, str]]:
             for name, r in sorted(mol["scenarios"].items(), key=lambda kv: -kv[1]["seconds"])
         )
         wall = _mmss(mol["molecule_wall_seconds"]) if mol["molecule_wall_seconds"] else "-"
+        if mol.get("conditions"):
+            per += f" (conditions: {mol['conditions']})"
         out.append(
             (
                 f"molecule scenarios of `make test` ({mol['jobs_at_once'] or 2} at a time)",
@@ -320,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("action", nargs="?", choices=["collect-molecule", "collect-bench", "render"])
     p.add_argument("--logs", type=Path, default=ROOT / ".cache" / "molecule-logs")
     p.add_argument("--check", action="store_true")
+    p.add_argument("--conditions", default="", help="what else ran on the machine meanwhile")
     args = p.parse_args(argv)
     if args.check:
         stale = check()
@@ -327,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"out of date: {item} (run python benchmarks/report.py render)", file=sys.stderr)
         return 1 if stale else 0
     if args.action == "collect-molecule":
-        print(write_result("make-test", collect_molecule(args.logs)))
+        print(write_result("make-test", collect_molecule(args.logs, args.conditions)))
     elif args.action == "collect-bench":
         for name in ("converge", "deploy", "failover"):
             found = newest(f"{name}-*.json")
