@@ -25,11 +25,6 @@ for unit in getty@tty1.service console-getty.service systemd-udevd.service \
   ln -sf /dev/null "/etc/systemd/system/$unit"
 done
 
-# A lab host is a throwaway container: dpkg skips its fsync calls (as Debian's own
-# Docker images do), so package installs do not flush the machine's shared disk
-# while the other lab hosts serve traffic. Real hosts are not built from this image.
-echo force-unsafe-io > /etc/dpkg/dpkg.cfg.d/flaskfleet-lab-unsafe-io
-
 # Per-host identity is created at first boot, not shared through the image.
 rm -f /etc/ssh/ssh_host_*
 : > /etc/machine-id
