@@ -91,3 +91,46 @@ def test_a_stale_readme_table_is_reported(tmp_path, monkeypatch):
     )
     monkeypatch.setattr(report, "RESULTS", results)
     assert "README.md (the MEASURED table)" in report.check()
+
+
+def test_the_bench_results_become_rows_with_their_commit():
+    # Shaped as benchmarks/converge_time.py, deploy_under_load.py and failover.py write them.
+    results = {
+        "converge": {
+            "commit": "c1",
+            "first": {"seconds": 190.2, "rc": 0, "changed": 300},
+            "rerun": {"seconds": 121.0, "rc": 0, "changed": 0},
+        },
+        "deploy": {
+            "commit": "c2",
+            "rate": 40,
+            "modes": [
+                {"mode": "rolling", "deploy_seconds": 143.0, "load": load_report(5922)},
+                {"mode": "naive", "deploy_seconds": 50.0, "load": load_report(2401, 314)},
+            ],
+        },
+        "failover": {
+            "commit": "c3",
+            "phases": [
+                {
+                    "phase": "planned",
+                    "promotion_seconds": 83.0,
+                    "load": load_report(3000, 8) | {"jobs": 134},
+                    "jobs": {"accepted": 134, "lost": 0},
+                }
+            ],
+        },
+    }
+    rows = report.rows(results)
+    assert rows[0] == (
+        "first converge of a fresh lab, then an idempotent re-run (SSH)",
+        "3 min 10 s, then 2 min 01 s (changed=0)",
+        "`make bench-converge` at c1",
+    )
+    assert rows[1][1].startswith("2 min 23 s; 0 failed of 5922") and rows[1][2].endswith("at c2")
+    assert "314 failed of 2401" in rows[2][1]
+    assert rows[3][1] == (
+        "promotion 1 min 23 s; 0 failed reads, 8 failed writes within 1.5 s, of 3000; "
+        "jobs 134, 0 lost"
+    )
+    assert rows[3][2] == "`make bench-failover` at c3"
