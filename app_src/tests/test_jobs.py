@@ -1,13 +1,16 @@
 """Task bodies are idempotent: running one twice for the same id/key applies it once."""
 
 import uuid
+from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
 
 from flaskfleet_app import jobs
 from flaskfleet_app.config import Settings
 from flaskfleet_app.db import Database
-from flaskfleet_app.models import Report
+from flaskfleet_app.models import JobEffect, JobExecution, Report
 
 
 @pytest.fixture
@@ -49,6 +52,37 @@ def test_slow_count_counts_executions_and_applies_once(db):
     assert status["finished_executions"] == 2
     assert status["effects"] == 1 and status["applied"] is True
     assert jobs.job_status(db, "nothing")["executions"] == 0
+
+
+def test_job_status_is_one_snapshot(db):
+    """A job that finishes while its status is read shows whole: not half applied."""
+    with db.write() as s:
+        s.add(JobExecution(key="race", hostname="h", pid=1, seconds=0))
+    finished = []
+
+    def finish_after_first_read(orm_execute_state):
+        # Runs before each ORM statement of the status read: once the first has run,
+        # the job finishes (its effect and finished_at commit together, as slow_count does).
+        if finished or not orm_execute_state.is_select:
+            return
+        finished.append(True)
+        orm_execute_state.session.connection()  # take the snapshot's connection first
+        result = orm_execute_state.invoke_statement()
+        with db.write() as w:
+            execution = w.scalars(select(JobExecution).where(JobExecution.key == "race")).one()
+            execution.finished_at = datetime.now(UTC)
+            w.add(JobEffect(key="race", hostname="h", execution_id=execution.id))
+        return result
+
+    event.listen(Session, "do_orm_execute", finish_after_first_read)
+    try:
+        during = jobs.job_status(db, "race")
+    finally:
+        event.remove(Session, "do_orm_execute", finish_after_first_read)
+    assert finished
+    assert (during["applied"], during["finished_executions"]) == (False, 0), during
+    after = jobs.job_status(db, "race")
+    assert (after["applied"], after["finished_executions"]) == (True, 1), after
 
 
 def test_heartbeat(db, client):

@@ -132,6 +132,9 @@ def record_job_failure(db: Database, key: str, error: str, retries: int) -> None
 
 def job_status(db: Database, key: str) -> dict:
     def read(session):
+        # One snapshot for the three reads: under READ COMMITTED each statement sees its own,
+        # and a job finishing between them showed as applied with no finished execution.
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         executions = session.scalars(
             select(JobExecution).where(JobExecution.key == key).order_by(JobExecution.id)
         ).all()
