@@ -115,9 +115,22 @@ def _host_port(address, port) -> str:
     return f"{address}:{int(port)}"
 
 
-def flaskfleet_redis_url(address: str, password: str, port: int, db: int = 0) -> str:
-    """A redis:// URL with the password quoted."""
-    return f"redis://:{quote(str(password), safe='')}@{address}:{int(port)}/{int(db)}"
+def flaskfleet_redis_url(
+    address: str, password: str, port: int, db: int = 0, ca_file: str = ""
+) -> str:
+    """A redis:// URL with the password quoted; with ``ca_file``, a rediss:// URL whose
+    server certificate is verified against it (redis-py, kombu and Celery read these)."""
+    if not ca_file:
+        return f"redis://:{quote(str(password), safe='')}@{address}:{int(port)}/{int(db)}"
+    return (
+        f"rediss://:{quote(str(password), safe='')}@{address}:{int(port)}/{int(db)}"
+        f"?ssl_cert_reqs=required&ssl_ca_certs={quote(str(ca_file), safe='/')}"
+    )
+
+
+# Where every host keeps the private CA's certificate (roles/pki, entry point "ca"): the
+# URLs the app gets name it, so TLS clients verify the servers' certificates against it.
+CA_FILE = "/etc/flaskfleet/ca.crt"
 
 
 # --- The topology model -----------------------------------------------------
@@ -541,7 +554,7 @@ def flaskfleet_topology(groups, hostvars, primary_override: str = "", settings=N
     playbooks/promote_replica.yml); ``settings`` holds the cluster-wide values
     the URLs need (``db_name``, ``db_user``, ``db_password``,
     ``redis_cache_password``, ``redis_broker_password``; URLs are empty without
-    them). docs/architecture.md ("Topology model") documents every key.
+    them) and ``tls`` (default true: TLS URLs that verify against ``CA_FILE``). docs/architecture.md ("Topology model") documents every key.
     Tiers missing from the inventory give ``None`` (primary, redis) or empty
     lists; values the model cannot use raise with the preflight's message.
     """
@@ -638,32 +651,50 @@ def flaskfleet_topology(groups, hostvars, primary_override: str = "", settings=N
     # requirement, so a promoted replica still serves reads from an older rendering.
     # docs/architecture.md ("Database endpoints") says why.
     db_nodes = [(n["address"], n["port"]) for n in ([primary] if primary else []) + replicas]
+    # TLS (on unless settings say tls: false): libpq verifies the server's certificate and
+    # its name (the address, an IP SAN) against the private CA; so do the Redis clients.
+    tls = _as_bool(settings.get("tls", True))
+    ca_file = CA_FILE if tls else ""
+    db_tls = {"sslmode": "verify-full", "sslrootcert": CA_FILE} if tls else {}
+    have_cache = redis is not None and settings.get("redis_cache_password") is not None
+    have_broker = redis is not None and settings.get("redis_broker_password") is not None
     urls = {
         "database": flaskfleet_postgres_multihost_url(
             db_nodes,
             *db_args,
             target_session_attrs="read-write",
             connect_timeout=DB_CONNECT_TIMEOUT,
+            **db_tls,
         )
         if have_db
         else "",
         "replicas": [
             flaskfleet_postgres_url(
-                r["address"], *db_args, port=r["port"], connect_timeout=DB_CONNECT_TIMEOUT
+                r["address"],
+                *db_args,
+                port=r["port"],
+                connect_timeout=DB_CONNECT_TIMEOUT,
+                **db_tls,
             )
             for r in replicas
         ]
         if have_db
         else [],
         "cache": flaskfleet_redis_url(
-            redis["address"], settings["redis_cache_password"], redis["cache_port"]
+            redis["address"], settings["redis_cache_password"], redis["cache_port"], 0, ca_file
         )
-        if redis and settings.get("redis_cache_password") is not None
+        if have_cache
         else "",
         "broker": flaskfleet_redis_url(
-            redis["address"], settings["redis_broker_password"], redis["broker_port"]
+            redis["address"], settings["redis_broker_password"], redis["broker_port"], 0, ca_file
         )
-        if redis and settings.get("redis_broker_password") is not None
+        if have_broker
+        else "",
+        # Celery's results: database 1 of the broker instance.
+        "result_backend": flaskfleet_redis_url(
+            redis["address"], settings["redis_broker_password"], redis["broker_port"], 1, ca_file
+        )
+        if have_broker
         else "",
     }
 
@@ -683,6 +714,8 @@ def flaskfleet_topology(groups, hostvars, primary_override: str = "", settings=N
         "backup": backup,
         "retired": _group(groups, "retired"),
         "urls": urls,
+        "tls": tls,
+        "ca_file": CA_FILE,
         "monitoring": monitoring,
         "allow": {
             # Who may reach what, by address: pg_hba and the firewall (flaskfleet_firewall_rules).

@@ -72,6 +72,35 @@ def test_the_default_inventory_wires_every_tier():
         "cache_port": 6379,
         "broker_port": 6380,
     }
+    # TLS by default: libpq verifies the server and its address against the private CA,
+    # so do the Redis clients (rediss://).
+    ca = "sslmode=verify-full&sslrootcert=%2Fetc%2Fflaskfleet%2Fca.crt"
+    rediss = "?ssl_cert_reqs=required&ssl_ca_certs=/etc/flaskfleet/ca.crt"
+    assert t["tls"] is True and t["ca_file"] == "/etc/flaskfleet/ca.crt"
+    assert t["urls"] == {
+        "database": "postgresql+psycopg://app:pw@/app?host=10.0.0.51:5432&host=10.0.0.52:5432"
+        f"&host=10.0.0.53:5432&target_session_attrs=read-write&connect_timeout=2&{ca}",
+        "replicas": [
+            f"postgresql+psycopg://app:pw@10.0.0.52:5432/app?connect_timeout=2&{ca}",
+            f"postgresql+psycopg://app:pw@10.0.0.53:5432/app?connect_timeout=2&{ca}",
+        ],
+        "cache": f"rediss://:cpw@10.0.0.41:6379/0{rediss}",
+        "broker": f"rediss://:bpw@10.0.0.41:6380/0{rediss}",
+        "result_backend": f"rediss://:bpw@10.0.0.41:6380/1{rediss}",
+    }
+    assert t["allow"]["postgres_clients"] == ["10.0.0.21", "10.0.0.22", "10.0.0.31", "10.0.0.32"]
+    assert t["allow"]["redis_clients"] == t["allow"]["postgres_clients"]
+    assert t["allow"]["replication_clients"] == ["10.0.0.51", "10.0.0.52", "10.0.0.53"]
+    assert t["allow"]["gunicorn_clients"] == ["10.0.0.10"]
+    assert t["roles"]["postgresql"] == ["db1", "db2", "db3"]
+    assert t["roles"]["app_release"] == ["app1", "app2", "w1", "w2"]
+    assert t["addresses"]["app2"] == "10.0.0.22"
+
+
+def test_tls_off_gives_plain_urls():
+    groups, hostvars = inventory()
+    t = ff.flaskfleet_topology(groups, hostvars, "", {**SETTINGS, "tls": False})
+    assert t["tls"] is False
     assert t["urls"] == {
         "database": "postgresql+psycopg://app:pw@/app?host=10.0.0.51:5432&host=10.0.0.52:5432"
         "&host=10.0.0.53:5432&target_session_attrs=read-write&connect_timeout=2",
@@ -81,14 +110,13 @@ def test_the_default_inventory_wires_every_tier():
         ],
         "cache": "redis://:cpw@10.0.0.41:6379/0",
         "broker": "redis://:bpw@10.0.0.41:6380/0",
+        "result_backend": "redis://:bpw@10.0.0.41:6380/1",
     }
-    assert t["allow"]["postgres_clients"] == ["10.0.0.21", "10.0.0.22", "10.0.0.31", "10.0.0.32"]
-    assert t["allow"]["redis_clients"] == t["allow"]["postgres_clients"]
-    assert t["allow"]["replication_clients"] == ["10.0.0.51", "10.0.0.52", "10.0.0.53"]
-    assert t["allow"]["gunicorn_clients"] == ["10.0.0.10"]
-    assert t["roles"]["postgresql"] == ["db1", "db2", "db3"]
-    assert t["roles"]["app_release"] == ["app1", "app2", "w1", "w2"]
-    assert t["addresses"]["app2"] == "10.0.0.22"
+
+
+def test_the_ca_path_is_the_pki_roles():
+    specs = yaml.safe_load((ROOT / "roles/pki/meta/argument_specs.yml").read_text())
+    assert specs["argument_specs"]["ca"]["options"]["pki_ca_path"]["default"] == ff.CA_FILE
 
 
 def test_upstream_lists_every_instance_of_every_app_server():
@@ -130,8 +158,8 @@ def test_a_promoted_primary():
     assert t["allow"]["replication_clients"] == ["10.0.0.52", "10.0.0.53", "10.0.0.51"]
     # The new primary first, the fenced one out of every URL.
     assert write_hosts(t) == ["10.0.0.52:5432", "10.0.0.53:5432"]
-    assert t["urls"]["replicas"] == [
-        "postgresql+psycopg://app:pw@10.0.0.53:5432/app?connect_timeout=2"
+    assert [u.split("?")[0] for u in t["urls"]["replicas"]] == [
+        "postgresql+psycopg://app:pw@10.0.0.53:5432/app"
     ]
     assert t["postgres_hosts"] == ["db2", "db3"]
 
@@ -166,8 +194,10 @@ def test_the_url_rendered_before_a_promotion_still_reaches_the_promoted_host():
 
 def test_read_urls_have_no_session_requirement():
     for url in topology()["urls"]["replicas"]:
-        assert "target_session_attrs" not in url
-        assert url.endswith(f"?connect_timeout={ff.DB_CONNECT_TIMEOUT}")
+        query = parse_qs(urlsplit(url).query)
+        assert "target_session_attrs" not in query
+        assert query["connect_timeout"] == [str(ff.DB_CONNECT_TIMEOUT)]
+        assert query["sslmode"] == ["verify-full"]
 
 
 def test_multihost_urls_quote_credentials_and_bracket_ipv6():
@@ -231,7 +261,13 @@ def test_an_address_that_cannot_be_known_names_the_fix():
 def test_urls_are_empty_without_credentials():
     groups, hostvars = inventory()
     t = ff.flaskfleet_topology(groups, hostvars)
-    assert t["urls"] == {"database": "", "replicas": [], "cache": "", "broker": ""}
+    assert t["urls"] == {
+        "database": "",
+        "replicas": [],
+        "cache": "",
+        "broker": "",
+        "result_backend": "",
+    }
 
 
 @pytest.mark.parametrize(
@@ -292,7 +328,13 @@ def test_a_partial_inventory_gets_the_wiring_of_what_it_holds():
     # A role scenario: a load balancer and app servers only.
     t = topology(postgres_primary=[], postgres_replicas=[], redis=[], workers=[])
     assert t["primary"] is None and t["redis"] is None
-    assert t["urls"] == {"database": "", "replicas": [], "cache": "", "broker": ""}
+    assert t["urls"] == {
+        "database": "",
+        "replicas": [],
+        "cache": "",
+        "broker": "",
+        "result_backend": "",
+    }
     assert len(t["upstream"]) == 4
 
 
