@@ -209,6 +209,13 @@ COMPUTED_ROLE_VARIABLES = {
     "pgbackrest_database_hosts": "the PostgreSQL groups",
     "pgbackrest_cipher_pass": "flaskfleet_backup_cipher_pass",
     "pgbackrest_pki_ca_dir": "flaskfleet_pki_dir",
+    "postgresql_tls": "flaskfleet_tls",
+    "postgresql_pki_ca_dir": "flaskfleet_pki_dir",
+    "app_release_pki_ca_dir": "flaskfleet_pki_dir",
+    "redis_tls": "flaskfleet_tls",
+    "redis_pki_ca_dir": "flaskfleet_pki_dir",
+    "broker_backup_tls": "flaskfleet_tls",
+    "broker_backup_pki_ca_dir": "flaskfleet_pki_dir",
     "firewall_service_rules": "the inventory's groups (playbooks/firewall.yml)",
     "firewall_public_ports": "nginx_http_port / nginx_https_port on the load balancers",
     "broker_backup_broker_host": "the redis group",
@@ -554,7 +561,8 @@ def flaskfleet_topology(groups, hostvars, primary_override: str = "", settings=N
     playbooks/promote_replica.yml); ``settings`` holds the cluster-wide values
     the URLs need (``db_name``, ``db_user``, ``db_password``,
     ``redis_cache_password``, ``redis_broker_password``; URLs are empty without
-    them) and ``tls`` (default true: TLS URLs that verify against ``CA_FILE``). docs/architecture.md ("Topology model") documents every key.
+    them) and ``tls`` (default true: TLS URLs that verify against ``CA_FILE``).
+    docs/architecture.md ("Topology model") documents every key.
     Tiers missing from the inventory give ``None`` (primary, redis) or empty
     lists; values the model cannot use raise with the preflight's message.
     """

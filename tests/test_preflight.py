@@ -31,9 +31,15 @@ GOOD_SECRETS = {
 }
 
 
+# TLS between the tiers is on by default: the private CA's directory on the controller.
+PKI = {"flaskfleet_pki_dir": "/nonexistent/pki"}
+
+
 def all_vars(**values) -> str:
-    """The inventory's all.vars block: the good secrets with ``values`` replacing or added."""
-    lines = [f"    {k}: {json.dumps(v)}" for k, v in {**GOOD_SECRETS, **values}.items()]
+    """The inventory's all.vars block: the good secrets and the CA directory with ``values``
+    replacing or added (a value of None leaves the variable out)."""
+    merged = {**GOOD_SECRETS, **PKI, **values}
+    lines = [f"    {k}: {json.dumps(v)}" for k, v in merged.items() if v is not None]
     return "\n  vars:\n" + "\n".join(lines) + "\n"
 
 
@@ -66,6 +72,17 @@ def test_a_good_inventory_passes(tmp_path):
     result = run_preflight(tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "changed=0" in result.stdout
+
+
+def test_tls_needs_the_private_ca_directory(tmp_path):
+    result = run_preflight(tmp_path, secrets=all_vars(flaskfleet_pki_dir=None))
+    assert result.returncode != 0
+    assert "needs flaskfleet_pki_dir" in result.stdout + result.stderr
+    # Without TLS there is nothing to verify, and no CA is needed.
+    result = run_preflight(
+        tmp_path, secrets=all_vars(flaskfleet_pki_dir=None, flaskfleet_tls=False)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(

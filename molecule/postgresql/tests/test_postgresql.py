@@ -140,6 +140,49 @@ def test_app_owns_its_database_and_can_write():
     assert out.stdout.strip().endswith("ok")
 
 
+def _tls_login(sslmode, rootcert="/etc/flaskfleet/ca.crt"):
+    """The application's login from APP_CLIENT with libpq's TLS settings as given."""
+    v = _vars(PRIMARY)
+    return _host(APP_CLIENT).run(
+        f"PGSSLMODE={sslmode} PGSSLROOTCERT={rootcert} PGPASSWORD=%s "
+        "psql -XAtw -h %s -p %s -U %s -d %s -c %s",
+        _secret(PRIMARY, "flaskfleet_db_password"),
+        v["private_ip"],
+        str(v.get("postgresql_port", 5432)),
+        v["flaskfleet_db_user"],
+        v["flaskfleet_db_name"],
+        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+    )
+
+
+def test_the_app_login_verifies_the_server_against_the_private_ca():
+    # What the app's URL asks for (sslmode=verify-full with the CA at /etc/flaskfleet/ca.crt):
+    # the certificate is the CA's and names the address the client connected to.
+    out = _tls_login("verify-full")
+    assert out.rc == 0, out.stderr
+    assert out.stdout.strip() == "t"
+
+
+def test_a_client_without_tls_is_refused():
+    out = _tls_login("disable")
+    assert out.rc != 0
+    assert "no pg_hba.conf entry" in out.stderr and "no encryption" in out.stderr, out.stderr
+
+
+def test_a_client_trusting_another_ca_fails_verification():
+    out = _tls_login("verify-full", "/etc/ssl/certs/ssl-cert-snakeoil.pem")
+    assert out.rc != 0
+    assert "certificate verify failed" in out.stderr, out.stderr
+
+
+def test_replicas_stream_over_tls():
+    rows = _sql(
+        PRIMARY,
+        "SELECT s.ssl FROM pg_stat_replication r JOIN pg_stat_ssl s ON s.pid = r.pid",
+    ).splitlines()
+    assert rows == ["t"] * len(REPLICAS), rows
+
+
 @pytest.mark.parametrize(
     ("case", "expected_error"),
     [
