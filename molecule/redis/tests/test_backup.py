@@ -1,11 +1,14 @@
-"""The backup host keeps copies of the broker's data (roles/broker_backup); side_effect.yml
-took one, changed the broker and restored it with playbooks/restore_redis_broker.yml."""
+"""The backup host keeps copies of the broker's data (roles/broker_backup), taken over TLS;
+side_effect.yml took one, changed the broker and restored it with
+playbooks/restore_redis_broker.yml."""
 
 import os
 import pathlib
 
 testinfra_hosts = ["ff-redis-backup"]
 SERVICE = "flaskfleet-redis-backup"
+BROKER = ("172.28.3.11", "6380")
+CA = "/etc/flaskfleet/ca.crt"
 
 
 def broker_password():
@@ -42,3 +45,30 @@ def test_each_copy_is_readable_by_its_service_alone(host):
         copy = host.file(f"/var/lib/flaskfleet-redis-backup/{name}")
         assert copy.mode == 0o600, (name, oct(copy.mode))
         assert copy.uid == state.uid != 0, (name, copy.uid, state.uid)
+
+
+def test_the_ca_certificate_is_public_and_the_ca_key_stays_on_the_controller(host):
+    ca = host.file(CA)
+    assert (ca.user, ca.mode) == ("root", 0o644)
+    assert "BEGIN CERTIFICATE" in ca.content_string
+    assert not host.run("grep -rl 'PRIVATE KEY' /etc/flaskfleet").stdout.strip()
+
+
+def test_the_copy_speaks_tls_to_the_broker(host):
+    script = host.file("/usr/local/sbin/flaskfleet-redis-backup").content_string
+    assert f"--tls --cacert {CA}" in script, script
+    broker = "-h %s -p %s"
+    secret = broker_password()
+    tls = host.run(
+        f"env REDISCLI_AUTH=%s redis-cli --no-auth-warning --tls --cacert %s {broker} PING",
+        secret,
+        CA,
+        *BROKER,
+    )
+    assert tls.stdout.strip() == "PONG", tls.stdout + tls.stderr
+    plain = host.run(
+        f"env REDISCLI_AUTH=%s timeout 30 redis-cli --no-auth-warning {broker} PING",
+        secret,
+        *BROKER,
+    )
+    assert plain.rc != 0 and "PONG" not in plain.stdout, plain.stdout + plain.stderr

@@ -1,8 +1,9 @@
-"""Redis cache and broker: authenticated, bounded, persistent where a queue needs it.
+"""Redis cache and broker: TLS only, authenticated, bounded, persistent where a queue needs it.
 
-Every check talks to the instances with redis-cli, the way the app and its
-workers do. Passwords come from the files molecule's password lookup wrote,
-not from the rendered configuration.
+Every check talks to the instances with redis-cli over TLS, verifying the server against
+the private CA, the way the app and its workers do (their redis-py also checks that the
+certificate names the address: see the tests that connect like it). Passwords come from
+the files molecule's password lookup wrote, not from the rendered configuration.
 """
 
 import os
@@ -15,6 +16,9 @@ from fftest import exposure
 
 testinfra_hosts = ["ff-redis-1"]
 INSTANCES = ["cache", "broker"]
+# The CA certificate roles/pki put beside Redis' key and certificate.
+CA = "/etc/redis/tls/ca.crt"
+CERT, KEY = "/etc/redis/tls/redis.crt", "/etc/redis/tls/redis.key"
 VALUE = "x" * 1024  # one kilobyte per key in the memory pressure tests
 
 
@@ -40,15 +44,18 @@ def journal(host, name):
     return host.run("journalctl -u %s --no-pager -n 60", unit(name)).stdout
 
 
-def cli(host, hostvars, name, *args, address="127.0.0.1", secret=None, feed=None):
+def cli(host, hostvars, name, *args, address="127.0.0.1", secret=None, feed=None, cacert=CA):
     """Run redis-cli against an instance; the password goes through the environment.
 
     secret=None uses the instance's password, "" sends none. feed=(template, count)
-    pipes GENERATOR's output into redis-cli (for --pipe).
+    pipes GENERATOR's output into redis-cli (for --pipe). cacert is the CA redis-cli
+    verifies the server with; None speaks plain TCP (no TLS).
     """
     secret = password(name) if secret is None else secret
-    command = "redis-cli --no-auth-warning -h %s -p %s" + " %s" * len(args)
-    params = [address, str(port(hostvars, name)), *args]
+    tls = ["--tls", "--cacert", cacert] if cacert else []
+    command = "timeout 120 redis-cli --no-auth-warning" + " %s" * len(tls) + " -h %s -p %s"
+    command += " %s" * len(args)
+    params = [*tls, address, str(port(hostvars, name)), *args]
     if secret:
         command, params = "env REDISCLI_AUTH=%s " + command, [secret, *params]
     if feed is not None:
@@ -92,6 +99,119 @@ def address(request, hostvars):
 def test_answers_with_the_password(host, hostvars, name, address):
     out = cli(host, hostvars, name, "PING", address=address)
     assert out.stdout.strip() == "PONG", out.stdout + out.stderr + journal(host, name)
+
+
+@pytest.mark.parametrize("name", INSTANCES)
+def test_refuses_a_client_without_tls(host, hostvars, name, address):
+    # The port speaks TLS only: a plain client's command is not a TLS handshake.
+    plain = cli(host, hostvars, name, "PING", address=address, cacert=None)
+    assert plain.rc != 0, plain.stdout + plain.stderr
+    assert "PONG" not in plain.stdout + plain.stderr
+
+
+@pytest.fixture(scope="module")
+def foreign_ca(host):
+    """A throwaway CA that did not sign Redis' certificate."""
+    directory = host.check_output("mktemp -d")
+    host.run_expect(
+        [0],
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 "
+        "-subj /CN=foreign-ca -keyout %s/ca.key -out %s/ca.crt",
+        directory,
+        directory,
+    )
+    yield f"{directory}/ca.crt"
+    host.run("rm -rf %s", directory)
+
+
+@pytest.mark.parametrize("name", INSTANCES)
+def test_a_client_trusting_another_ca_refuses_the_server(host, hostvars, name, address, foreign_ca):
+    out = cli(host, hostvars, name, "PING", address=address, cacert=foreign_ca)
+    assert "PONG" not in out.stdout, out.stdout
+    assert "certificate verify failed" in out.stdout + out.stderr, out.stdout + out.stderr
+
+
+# What redis-py does with the topology's rediss://...?ssl_cert_reqs=required&ssl_ca_certs=
+# URL: verify the chain against the CA file and the address against the certificate's
+# names (an IP SAN), then AUTH. Prints the replies and the protocol, or the error's class.
+TLS_CLIENT = """
+import os, socket, ssl, sys
+address, port, server_name, cafile = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+context = ssl.create_default_context(cafile=cafile)
+try:
+    with socket.create_connection((address, port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname=server_name) as tls:
+            tls.sendall(b"AUTH " + os.environ["REDISCLI_AUTH"].encode() + b"\\r\\nPING\\r\\n")
+            replies = b""
+            while replies.count(b"\\r\\n") < 2:
+                chunk = tls.recv(256)
+                if not chunk:
+                    break
+                replies += chunk
+            print(replies.decode().split(), tls.version())
+except (OSError, ssl.SSLError) as error:
+    print(type(error).__name__, error)
+    sys.exit(1)
+"""
+
+
+def tls_client(host, name, address, server_name, port_number, cafile=CA):
+    return host.run(
+        "env REDISCLI_AUTH=%s python3 -c %s %s %s %s %s",
+        password(name),
+        TLS_CLIENT,
+        address,
+        str(port_number),
+        server_name,
+        cafile,
+    )
+
+
+@pytest.mark.parametrize("name", INSTANCES)
+def test_a_client_verifying_the_address_like_redis_py_gets_pong(host, hostvars, name, address):
+    out = tls_client(host, name, address, address, port(hostvars, name))
+    assert out.rc == 0, out.stdout + out.stderr + journal(host, name)
+    replies, version = out.stdout.strip().rsplit(" ", 1)
+    assert replies == "['+OK', '+PONG']", out.stdout
+    assert version in ("TLSv1.2", "TLSv1.3"), out.stdout
+
+
+@pytest.mark.parametrize("name", INSTANCES)
+def test_a_client_expecting_another_address_refuses_the_certificate(host, hostvars, name):
+    # The certificate names 127.0.0.1 and the private address, nothing else.
+    out = tls_client(host, name, hostvars["private_ip"], "192.0.2.1", port(hostvars, name))
+    assert out.rc != 0, out.stdout
+    assert "SSLCertVerificationError" in out.stdout and "mismatch" in out.stdout, out.stdout
+
+
+def test_the_certificate_names_every_bound_address(host, hostvars):
+    names = host.check_output("openssl x509 -noout -ext subjectAltName -in %s", CERT)
+    private = hostvars["private_ip"]
+    for expected in ("IP Address:127.0.0.1", f"IP Address:{private}", f"DNS:{private}"):
+        assert expected in names, names
+
+
+def test_the_private_key_is_readable_by_redis_alone(host):
+    key = host.file(KEY)
+    assert (key.user, key.mode) == ("redis", 0o600)
+    peek = host.run("runuser -u nobody -- cat %s", key.path)
+    assert peek.rc != 0 and "Permission denied" in peek.stderr
+
+
+@pytest.mark.parametrize("name", INSTANCES)
+def test_local_tools_use_a_socket_only_root_and_redis_can_open(host, name):
+    # The role's own redis-cli (live CONFIG SET) and the restore playbook go through it.
+    socket_file = host.file(f"/run/redis-{name}/redis-server.sock")
+    assert socket_file.is_socket
+    assert (socket_file.user, socket_file.mode) == ("redis", 0o700)
+    ping = host.run(
+        "env REDISCLI_AUTH=%s redis-cli --no-auth-warning -s %s PING",
+        password(name),
+        socket_file.path,
+    )
+    assert ping.stdout.strip() == "PONG", ping.stdout + ping.stderr + journal(host, name)
+    other = host.run("runuser -u nobody -- redis-cli -s %s PING", socket_file.path)
+    assert "PONG" not in other.stdout and "Permission denied" in other.stdout + other.stderr
 
 
 @pytest.mark.parametrize("name", INSTANCES)
