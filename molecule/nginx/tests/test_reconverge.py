@@ -11,7 +11,17 @@ import os
 import subprocess
 
 import pytest
-from conftest import INVENTORY, LB, SITE_CONF, STATIC_ROOT, get_host, marker, received, send
+from conftest import (
+    CERT,
+    INVENTORY,
+    LB,
+    SITE_CONF,
+    STATIC_ROOT,
+    get_host,
+    marker,
+    received,
+    send,
+)
 from fftest import wait_for
 
 testinfra_hosts = [LB]
@@ -151,3 +161,27 @@ def test_undrain_and_scale_in_restore_the_upstream(host, instances, drained_and_
     before, after = converge_and_reload(host)
     assert before == after
     assert served(host, 4 * len(instances)) == set(instances)
+
+
+def test_a_configured_certificate_turns_on_the_redirect_and_hsts(host):
+    # A certificate the operator configures (nginx_tls_cert/_key: here the lab's own files
+    # named by path) counts as real: plain HTTP redirects to HTTPS and HSTS is sent. The
+    # self-signed one the role generates gets neither (test_nginx.py).
+    configured = {"nginx_tls_cert": CERT, "nginx_tls_key": "/etc/nginx/tls/server.key"}
+    try:
+        before, after = converge_and_reload(host, "-e", json.dumps(configured))
+        assert before == after
+        out = host.run(
+            "curl -sS -o /dev/null -w '%%{http_code} %%{redirect_url}' %s",
+            f"{BASE}/notes/7?page=2",
+        )
+        assert out.stdout == "301 https://127.0.0.1/notes/7?page=2", out.stdout + out.stderr
+        headers = host.run("curl -sSk -D - -o /dev/null https://127.0.0.1/").stdout.lower()
+        assert "strict-transport-security: max-age=" in headers, headers
+    finally:
+        # The scenario's own configuration again: self-signed, no redirect.
+        result = converge()
+        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert {status for status, _ in send(host, f"{BASE}/", count=2)} == {200}
+    headers = host.run("curl -sSk -D - -o /dev/null https://127.0.0.1/").stdout.lower()
+    assert "strict-transport-security" not in headers
