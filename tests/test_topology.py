@@ -258,16 +258,14 @@ def test_an_address_that_cannot_be_known_names_the_fix():
         ff.flaskfleet_topology(groups, hostvars, "", SETTINGS)
 
 
+# What the app receives when the inventory lacks the tier or its credentials.
+NO_URLS = {"database": "", "replicas": [], "cache": "", "broker": "", "result_backend": ""}
+
+
 def test_urls_are_empty_without_credentials():
     groups, hostvars = inventory()
     t = ff.flaskfleet_topology(groups, hostvars)
-    assert t["urls"] == {
-        "database": "",
-        "replicas": [],
-        "cache": "",
-        "broker": "",
-        "result_backend": "",
-    }
+    assert t["urls"] == NO_URLS
 
 
 @pytest.mark.parametrize(
@@ -328,13 +326,7 @@ def test_a_partial_inventory_gets_the_wiring_of_what_it_holds():
     # A role scenario: a load balancer and app servers only.
     t = topology(postgres_primary=[], postgres_replicas=[], redis=[], workers=[])
     assert t["primary"] is None and t["redis"] is None
-    assert t["urls"] == {
-        "database": "",
-        "replicas": [],
-        "cache": "",
-        "broker": "",
-        "result_backend": "",
-    }
+    assert t["urls"] == NO_URLS
     assert len(t["upstream"]) == 4
 
 
