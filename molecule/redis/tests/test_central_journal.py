@@ -34,7 +34,8 @@ def test_the_receiver_listens_on_the_private_address_over_tls_only():
     sender = remote("ff-redis-1")
     # The receiver's certificate verifies against the private CA for its address ...
     ok = sender.run(
-        f"curl -sS -o /dev/null -w '%{{http_code}}' --cacert /etc/flaskfleet/ca.crt "
+        "curl -sS -o /dev/null -w '%{http_code}' "
+        "--cacert /etc/flaskfleet/tls-journal-upload/ca.crt "
         f"https://{RECEIVER}:19532/"
     )
     assert ok.rc == 0, ok.stderr
