@@ -213,6 +213,10 @@ COMPUTED_ROLE_VARIABLES = {
     "postgresql_pki_ca_dir": "flaskfleet_pki_dir",
     "app_release_pki_ca_dir": "flaskfleet_pki_dir",
     "redis_tls": "flaskfleet_tls",
+    "central_journal_receiver": "the monitoring group (its first host receives)",
+    "central_journal_receiver_address": "the monitoring group (its first host's private_ip)",
+    "central_journal_tls": "flaskfleet_tls",
+    "central_journal_pki_ca_dir": "flaskfleet_pki_dir",
     "redis_pki_ca_dir": "flaskfleet_pki_dir",
     "broker_backup_tls": "flaskfleet_tls",
     "broker_backup_pki_ca_dir": "flaskfleet_pki_dir",
@@ -550,6 +554,11 @@ def flaskfleet_role_hosts(groups) -> dict[str, list[str]]:
     for group, names in TIER_ROLES.items():
         for role in names:
             roles[role] = list(dict.fromkeys(roles.get(role, []) + _group(groups, group)))
+    # With a monitoring host, every managed host takes part in the central journal (the
+    # first monitoring host receives, the others send).
+    if _group(groups, "monitoring"):
+        retired = set(_group(groups, "retired"))
+        roles["central_journal"] = [h for h in _group(groups, "all") if h not in retired]
     return roles
 
 
@@ -797,13 +806,19 @@ def flaskfleet_firewall_rules(topology, host: str, ports=None) -> list[dict]:
 
     ``ports`` names the ports that are role settings rather than topology
     (``pgbackrest``, default 8432; ``nginx_private``, the load balancers' private
-    listener, default 8088). Each rule: ``name``, ``ports`` (sorted) and
+    listener, default 8088; ``journal_remote``, the central journal's receiver on the
+    first monitoring host, default 19532). Each rule: ``name``, ``ports`` (sorted) and
     the sources as ``any``/``v4``/``v6`` (flaskfleet_nft_sources). A rule whose
     sources are empty is left out: nobody may connect. Everything else on the
     host is closed by the firewall role's default drop (docs/architecture.md,
     "Firewall").
     """
-    ports = {"pgbackrest": 8432, "nginx_private": 8088, **dict(ports or {})}
+    ports = {
+        "pgbackrest": 8432,
+        "nginx_private": 8088,
+        "journal_remote": 19532,
+        **dict(ports or {}),
+    }
     allow = topology["allow"]
     monitoring = allow.get("monitoring", [])
     backup = topology.get("backup")
@@ -841,6 +856,13 @@ def flaskfleet_firewall_rules(topology, host: str, ports=None) -> list[dict]:
         # The private listener (private paths included): monitoring only; an operator's
         # own tools are let in with firewall_extra_rules.
         rules.append(("nginx-private", [ports["nginx_private"]], monitoring))
+    receivers = [m["host"] for m in topology.get("monitoring", [])][:1]
+    if host in receivers:
+        # The central journal's receiver (the first monitoring host): every managed host
+        # uploads its journal to it (roles/central_journal).
+        rules.append(
+            ("journal-remote", [ports["journal_remote"]], list(topology["addresses"].values()))
+        )
     out = []
     for name, rule_ports, sources in rules:
         # A host's own address reaches it through the loopback interface, which is open.

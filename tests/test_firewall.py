@@ -79,6 +79,30 @@ def test_only_monitoring_hosts_reach_the_load_balancers_private_listener():
     assert 9088 not in openings(topo, "app1", nginx_private=9088)
 
 
+def test_the_first_monitoring_host_takes_every_managed_hosts_journal():
+    assert 19532 not in openings(topology(), "db1")
+    topo = topology(
+        monitoring=["m1", "m2"], m1={"private_ip": "10.0.0.71"}, m2={"private_ip": "10.0.0.72"}
+    )
+    managed = set(topo["addresses"].values())
+    assert {"10.0.0.10", "10.0.0.41", "10.0.0.72"} <= managed
+    assert openings(topo, "m1", journal_remote=19600)[19600] == managed - {"10.0.0.71"}
+    # One receiver: the second monitoring host sends its journal, it takes none.
+    assert 19532 not in openings(topo, "m2")
+    assert 19532 not in openings(topo, "app1")
+
+
+def test_the_central_journal_runs_on_every_managed_host_only_with_a_monitoring_host():
+    groups, _ = inventory()
+    assert "central_journal" not in ff.flaskfleet_role_hosts(groups)
+    groups["monitoring"] = ["m1"]
+    groups["retired"] = ["app2"]
+    groups["all"] = groups["all"] + ["m1"]
+    hosts = ff.flaskfleet_role_hosts(groups)["central_journal"]
+    assert "m1" in hosts and "db1" in hosts and "lb1" in hosts
+    assert "app2" not in hosts
+
+
 def test_scale_out_opens_the_new_hosts_paths_and_scale_in_closes_them():
     groups, hostvars = inventory()
     groups["appservers"].append("app3")
