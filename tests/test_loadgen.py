@@ -176,10 +176,12 @@ def test_sends_stay_on_schedule_through_a_stall_and_latency_counts_from_the_sche
     assert abs(report["scheduled"] - expected) <= 1
     assert report["sent"] == report["scheduled"] == report["requests"] == report["ok"]
     assert report["open_loop"] is True and report["failed"] == 0
-    # On schedule: no pause in the sends while ~100 answers were outstanding.
+    # On schedule: no pause in the sends while ~100 answers were outstanding. A generator
+    # that waits for answers would stop sending for the 2 s stall; the bound leaves room for
+    # a machine busy with other work (make test runs these tests beside the scenarios).
     sends = sorted(o.sent for o in gen.outcomes)
-    assert max(b - a for a, b in itertools.pairwise(sends)) <= 0.1
-    assert report["send_lag_ms"]["p99"] <= 100
+    assert max(b - a for a, b in itertools.pairwise(sends)) <= 0.5
+    assert report["send_lag_ms"]["p99"] <= 500
     assert report["max_in_flight_seen"] >= 50  # the concurrency grew during the stall
     # The stall shows: 40% of the requests waited 2 s from when they were due.
     assert report["latency_ms"]["p99"] >= 1500
