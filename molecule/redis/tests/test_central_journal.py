@@ -65,3 +65,19 @@ def test_what_is_written_while_the_receiver_is_down_arrives_when_it_is_back():
     finally:
         receiver.check_output("systemctl start systemd-journal-remote.socket")
     wait_for(lambda: found(receiver, "fftest", text), 90, f"'{text}' after the outage")
+
+
+def test_the_remote_journals_are_trimmed_on_a_schedule():
+    receiver = remote("ff-redis-backup")
+    assert receiver.service("flaskfleet-journal-vacuum.timer").is_enabled
+    assert receiver.check_output(
+        "systemctl show -P ActiveState flaskfleet-journal-vacuum.timer"
+    ) == ("active")
+    # One run now: it trims the remote journals (and only those) to the configured bounds.
+    receiver.check_output("systemctl start flaskfleet-journal-vacuum.service")
+    result = receiver.check_output("systemctl show -P Result flaskfleet-journal-vacuum.service")
+    assert result == "success"
+    log = receiver.check_output(
+        "journalctl -u flaskfleet-journal-vacuum.service --no-pager -o cat -n 20"
+    )
+    assert f"from {REMOTE_DIR}" in log, log
