@@ -50,5 +50,26 @@ while read -r s rc secs; do
     tail -n 80 "$logdir/$s.log"
   fi
 done <"$logdir/results"
+# CI keeps only the tail of the output: end with what failed, in a few lines per scenario
+# (the molecule action, the failed tests and their first error lines, Ansible's fatal task).
+if [ "$failed" -gt 0 ]; then
+  echo "=================== what failed (full logs under $logdir)"
+  while read -r s rc secs; do
+    [ "$rc" -eq 0 ] && continue
+    sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^ *│ \{0,1\}//' "$logdir/$s.log" | awk -v s="$s" '
+      /Executed: Failed/ && !act { act = $0; sub(/^.*➜ /, "", act) }
+      /^(FAILED|ERROR) [^ ]+::/ && nf < 6 { failed[nf++] = $0 }
+      /^E   / && ne < 4 { err[ne++] = substr($0, 1, 240) }
+      /^TASK \[/ { task = $0 }
+      want && /msg/ { fat[nt - 1] = fat[nt - 1] " " substr($0, 1, 240); want = 0 }
+      /(fatal|failed): \[/ && nt < 2 { tasks[nt++] = substr(task, 1, 160); fat[nt - 1] = substr($0, 1, 200); want = ($0 !~ /msg/) }
+      END {
+        print s ": " (act ? act : "no failed action in the log")
+        for (i = 0; i < nf; i++) print "  " failed[i]
+        for (i = 0; i < ne; i++) print "  " err[i]
+        for (i = 0; i < nt; i++) { print "  " tasks[i]; print "    " fat[i] }
+      }'
+  done <"$logdir/results"
+fi
 echo "molecule: $passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -eq "$#" ]
