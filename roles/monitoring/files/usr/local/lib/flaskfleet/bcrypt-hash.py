@@ -18,4 +18,6 @@ try:
     same = bool(current) and bcrypt.checkpw(password, current)
 except ValueError:  # not a bcrypt hash
     same = False
-print(current.decode() if same else bcrypt.hashpw(password, bcrypt.gensalt(int(request["cost"]))).decode())
+if not same:
+    current = bcrypt.hashpw(password, bcrypt.gensalt(int(request["cost"])))
+print(current.decode())
