@@ -98,7 +98,9 @@ def test_the_redis_exporter_reads_both_instances_over_tls():
 
 def test_the_celery_queue_length_is_reported():
     redis = remote("ff-monitoring-redis")
-    password = redis.ansible.get_variables()["flaskfleet_redis_broker_password"]
+    path = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "redis_broker_pw")
+    with open(path) as f:
+        password = f.read().split(" salt=")[0].strip()
     # The broker's own socket; AUTH on stdin (printf is a shell builtin: no process argv).
     redis.check_output(
         "printf 'AUTH %s\\nDEL celery\\nRPUSH celery a b c\\n' "
