@@ -13,7 +13,7 @@ SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/m
 MOLECULE_JOBS ?= 2
 LAB_URL := http://127.0.0.1:8080/
 
-.PHONY: help deps image up down scale-out scale-in backup-info test checks checks-in-turn lint unit-test app-test example-test molecule bench-converge bench-deploy bench-failover bench-report clean
+.PHONY: help deps image up down scale-out scale-in backup-info test checks checks-in-turn lint unit-test app-test example-test rules-test molecule bench-converge bench-deploy bench-failover bench-report clean
 
 help:
 	@echo "make up        build what is needed, start the lab, run site.yml, print the URL"
@@ -26,7 +26,7 @@ help:
 	@echo "make bench-report    collect the last make test's load reports and the bench-* results into"
 	@echo "                     bench/results/, write bench/report.md, its plots and the README table"
 	@echo "make backup-info     the lab's last backup (age, size) and WAL archive; fails if stale"
-	@echo "make deps | image | lint | unit-test | app-test | molecule SCENARIOS='redis nginx'"
+	@echo "make deps | image | lint | unit-test | rules-test | app-test | molecule SCENARIOS='redis nginx'"
 
 # The controller toolchain, pinned (requirements-dev.txt); collections come with
 # the `ansible` package and requirements.yml is checked against them offline.
@@ -87,7 +87,7 @@ test: deps image
 checks-in-turn:
 	$(MAKE) --no-print-directory -j1 checks
 
-checks: lint unit-test app-test example-test
+checks: lint unit-test rules-test app-test example-test
 
 lint: deps
 	yamllint -s .
@@ -110,6 +110,24 @@ example-test: deps
 	.cache/inkpot-venv/bin/pip install -q pytest==$$(sed -n 's/^pytest==//p' requirements-dev.txt)
 	.cache/inkpot-venv/bin/pip install -q --no-deps --force-reinstall examples/inkpot
 	cd /tmp && $(CURDIR)/.cache/inkpot-venv/bin/python -m pytest -q -p no:cacheprovider $(CURDIR)/examples/inkpot/tests
+
+# promtool from Debian's prometheus package, unpacked into .cache/promtool (no service is
+# installed or started on this machine), checks roles/monitoring's alert rules and runs their
+# unit tests (roles/monitoring/tests/) against the rules rendered with the role's defaults.
+PROMTOOL := .cache/promtool/usr/bin/promtool
+$(PROMTOOL):
+	@tools/require_root.sh
+	@mkdir -p .cache/promtool/deb
+	cd .cache/promtool/deb && rm -f prometheus_*.deb && \
+	  { apt-get download prometheus 2>/dev/null || { apt-get update -qq && apt-get download prometheus; }; }
+	dpkg-deb -x .cache/promtool/deb/prometheus_*.deb .cache/promtool
+	@test -x $@
+
+rules-test: deps $(PROMTOOL)
+	rm -rf .cache/promtool/rules
+	python tools/render_rules.py .cache/promtool/rules
+	$(PROMTOOL) check rules .cache/promtool/rules/flaskfleet.rules.yml
+	$(PROMTOOL) test rules .cache/promtool/rules/*.test.yml
 
 # MITOGEN=0: the scenarios on Ansible's own linear strategy instead of Mitogen's
 # (.config/molecule/config.yml); the same playbooks run either way.

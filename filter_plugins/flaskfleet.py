@@ -162,6 +162,12 @@ ROLE_PORTS = {
     "postgres_replicas": {"postgresql_port": 5432},
 }
 
+# Exporters Prometheus scrapes on the hosts (docs/architecture.md, "Ports"); the
+# prometheus_exporters role's port defaults agree (tests/test_topology.py checks it).
+EXPORTER_PORTS = {"node": 9100, "nginx": 9113, "postgres": 9187, "redis": 9121}
+# Prometheus and Alertmanager on the monitoring hosts (roles/monitoring's defaults agree).
+MONITORING_PORTS = {"prometheus": 9090, "alertmanager": 9093}
+
 # Inventory groups (the public API) and the roles that run on each.
 TIER_ROLES = {
     "postgres_primary": ["postgresql", "pgbackrest"],
@@ -171,6 +177,7 @@ TIER_ROLES = {
     "appservers": ["app_release", "gunicorn"],
     "workers": ["app_release", "celery"],
     "loadbalancers": ["nginx"],
+    "monitoring": ["monitoring"],
 }
 SERVICE_GROUPS = [
     "backup",
@@ -198,6 +205,13 @@ COMPUTED_ROLE_VARIABLES = {
     "app_release_replica_urls": "the postgres_replicas group",
     "postgresql_role": "the postgres_primary / postgres_replicas groups",
     "postgresql_replica_slots": "the postgres_replicas group",
+    "postgresql_monitoring_user": "the monitoring group (the exporters' login)",
+    "prometheus_exporters_enabled": "the inventory's groups (flaskfleet_scrape_targets)",
+    "prometheus_exporters_listen_address": "private_ip",
+    "prometheus_exporters_redis_targets": "the redis group and the Redis passwords",
+    "monitoring_listen_address": "private_ip",
+    "monitoring_scrape_targets": "the inventory's groups (flaskfleet_scrape_targets)",
+    "monitoring_basic_auth_password": "flaskfleet_monitoring_password",
     "postgresql_primary_address": "the postgres_primary group",
     "postgresql_archive_command": "the backup group (pgBackRest archives WAL when it has a host)",
     "postgresql_restore_command": "the backup group",
@@ -554,11 +568,15 @@ def flaskfleet_role_hosts(groups) -> dict[str, list[str]]:
     for group, names in TIER_ROLES.items():
         for role in names:
             roles[role] = list(dict.fromkeys(roles.get(role, []) + _group(groups, group)))
+    retired = set(_group(groups, "retired"))
+    managed = [h for h in _group(groups, "all") if h not in retired]
     # With a monitoring host, every managed host takes part in the central journal (the
     # first monitoring host receives, the others send).
     if _group(groups, "monitoring"):
-        retired = set(_group(groups, "retired"))
-        roles["central_journal"] = [h for h in _group(groups, "all") if h not in retired]
+        roles["central_journal"] = managed
+    # Exporters run where something is scraped: every host but the retired ones, once the
+    # inventory has a monitoring host (flaskfleet_scrape_targets says which on each).
+    roles["prometheus_exporters"] = managed if _group(groups, "monitoring") else []
     return roles
 
 
@@ -715,6 +733,19 @@ def flaskfleet_topology(groups, hostvars, primary_override: str = "", settings=N
         else "",
     }
 
+    scrape = flaskfleet_scrape_targets(
+        groups,
+        hostvars,
+        {
+            "monitoring": monitoring,
+            "loadbalancers": loadbalancers,
+            "postgres": ([primary] if primary else []) + replicas,
+            "redis": redis,
+            "upstream": upstream,
+            "tls": tls,
+        },
+    )
+
     return {
         "primary": primary,
         "replicas": replicas,
@@ -734,6 +765,7 @@ def flaskfleet_topology(groups, hostvars, primary_override: str = "", settings=N
         "tls": tls,
         "ca_file": CA_FILE,
         "monitoring": monitoring,
+        "scrape": scrape,
         "allow": {
             # Who may reach what, by address: pg_hba and the firewall (flaskfleet_firewall_rules).
             "postgres_clients": app_clients,
@@ -773,6 +805,78 @@ def flaskfleet_topology(groups, hostvars, primary_override: str = "", settings=N
             ]
             if n
         },
+    }
+
+
+def flaskfleet_scrape_targets(groups, hostvars, tiers) -> dict:
+    """What the monitoring hosts scrape, from the inventory (part of ``flaskfleet_topology``).
+
+    Empty when the ``monitoring`` group is: nobody scrapes, so no exporter runs. Otherwise
+    ``node`` (every host in service, the monitoring hosts and a fenced former primary; not
+    ``retired``), ``nginx`` (load balancers), ``postgres`` (primary and replicas), ``redis``
+    (one exporter on the Redis host, one target per instance: ``instance`` and ``target``,
+    the URL the exporter connects to), ``gunicorn`` (every instance's ``/metrics``), each
+    ``[{host, address, port}]``; and ``exporters``, ``{host: [exporter names]}``, which
+    tells the exporters play what runs where (and the firewall what to open).
+    """
+    monitoring = tiers.get("monitoring") or []
+    if not monitoring:
+        return {
+            "node": [],
+            "nginx": [],
+            "postgres": [],
+            "redis": [],
+            "gunicorn": [],
+            "exporters": {},
+        }
+    retired = set(_group(groups, "retired"))
+    managed = [
+        h
+        for h in dict.fromkeys(
+            [h for g in [*SERVICE_GROUPS, "monitoring"] for h in _group(groups, g)]
+        )
+        if h not in retired
+    ]
+    node = [
+        {"host": h, "address": flaskfleet_address(h, hostvars), "port": EXPORTER_PORTS["node"]}
+        for h in managed
+    ]
+    nginx = [{**lb, "port": EXPORTER_PORTS["nginx"]} for lb in tiers.get("loadbalancers") or []]
+    postgres = [
+        {"host": n["host"], "address": n["address"], "port": EXPORTER_PORTS["postgres"]}
+        for n in tiers.get("postgres") or []
+    ]
+    redis_targets = []
+    redis = tiers.get("redis")
+    if redis:
+        scheme = "rediss" if _as_bool(tiers.get("tls", True)) else "redis"
+        for name in ("cache", "broker"):
+            redis_targets.append(
+                {
+                    "host": redis["host"],
+                    "address": redis["address"],
+                    "port": EXPORTER_PORTS["redis"],
+                    "instance": name,
+                    "target": f"{scheme}://{_host_port(redis['address'], redis[name + '_port'])}",
+                }
+            )
+    gunicorn = [
+        {"host": u["host"], "address": u["address"], "port": u["port"]}
+        for u in tiers.get("upstream") or []
+    ]
+    exporters: dict[str, list[str]] = {}
+    for name, targets in (("node", node), ("nginx", nginx), ("postgres", postgres)):
+        for t in targets:
+            exporters.setdefault(t["host"], []).append(name)
+    if redis_targets:
+        exporters.setdefault(redis["host"], []).append("redis")
+    return {
+        "node": node,
+        "nginx": nginx,
+        "postgres": postgres,
+        "redis": redis_targets,
+        "gunicorn": gunicorn,
+        "exporters": exporters,
     }
 
 
@@ -863,6 +967,14 @@ def flaskfleet_firewall_rules(topology, host: str, ports=None) -> list[dict]:
         rules.append(
             ("journal-remote", [ports["journal_remote"]], list(topology["addresses"].values()))
         )
+    # Exporters: only the monitoring hosts scrape them.
+    scrape = topology.get("scrape") or {}
+    for name in (scrape.get("exporters") or {}).get(host, []):
+        rules.append((f"{name}-exporter", [EXPORTER_PORTS[name]], monitoring))
+    # Prometheus and Alertmanager: the other monitoring hosts (an operator's browser
+    # comes in through firewall_extra_rules).
+    if host in [m["host"] for m in topology.get("monitoring", [])]:
+        rules.append(("monitoring", sorted(MONITORING_PORTS.values()), monitoring))
     out = []
     for name, rule_ports, sources in rules:
         # A host's own address reaches it through the loopback interface, which is open.
@@ -1368,6 +1480,7 @@ class FilterModule:
             "flaskfleet_addresses": flaskfleet_addresses,
             "flaskfleet_slot_name": flaskfleet_slot_name,
             "flaskfleet_topology": flaskfleet_topology,
+            "flaskfleet_scrape_targets": flaskfleet_scrape_targets,
             "flaskfleet_topology_problems": flaskfleet_topology_problems,
             "flaskfleet_deploy_serial_problems": flaskfleet_deploy_serial_problems,
             "flaskfleet_secret_problems": flaskfleet_secret_problems,

@@ -74,7 +74,7 @@ def test_monitoring_hosts_reach_gunicorn_and_postgresql():
 def test_only_monitoring_hosts_reach_the_load_balancers_private_listener():
     assert openings(topology(), "lb1") == {}
     topo = topology(monitoring=["m1"], m1={"private_ip": "10.0.0.71"})
-    assert openings(topo, "lb1", nginx_private=9088) == {9088: {"10.0.0.71"}}
+    assert openings(topo, "lb1", nginx_private=9088)[9088] == {"10.0.0.71"}
     # Not on the app servers: they run no nginx.
     assert 9088 not in openings(topo, "app1", nginx_private=9088)
 
@@ -101,6 +101,39 @@ def test_the_central_journal_runs_on_every_managed_host_only_with_a_monitoring_h
     hosts = ff.flaskfleet_role_hosts(groups)["central_journal"]
     assert "m1" in hosts and "db1" in hosts and "lb1" in hosts
     assert "app2" not in hosts
+
+
+def test_exporters_are_open_to_the_monitoring_hosts_only():
+    # No monitoring host: no exporter runs, no port opens.
+    assert 9100 not in openings(topology(), "app1")
+    topo = topology(
+        monitoring=["m1", "m2"], m1={"private_ip": "10.0.0.71"}, m2={"private_ip": "10.0.0.72"}
+    )
+    mon = {"10.0.0.71", "10.0.0.72"}
+    assert openings(topo, "app1") == {
+        8001: {"10.0.0.10"} | mon,
+        8002: {"10.0.0.10"} | mon,
+        9100: mon,
+    }
+    assert openings(topo, "lb1") == {8088: mon, 9100: mon, 9113: mon}
+    assert openings(topo, "r1") == {
+        6379: APPS | WORKERS,
+        6380: APPS | WORKERS,
+        9100: mon,
+        9121: mon,
+    }
+    assert openings(topo, "db1")[9187] == mon
+    assert openings(topo, "w1") == {9100: mon}
+    # Prometheus and Alertmanager: the other monitoring host; a host's own node exporter is
+    # reached through loopback.
+    # The first monitoring host also takes every managed host's journal (19532).
+    journal = set(topo["addresses"].values()) - {"10.0.0.71"}
+    assert openings(topo, "m1") == {
+        9090: {"10.0.0.72"},
+        9093: {"10.0.0.72"},
+        9100: {"10.0.0.72"},
+        19532: journal,
+    }
 
 
 def test_scale_out_opens_the_new_hosts_paths_and_scale_in_closes_them():

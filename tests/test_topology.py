@@ -441,3 +441,103 @@ def test_the_model_and_the_roles_share_one_default(setting, role, variable):
 def test_the_port_check_knows_the_roles_default_ports(group, variable, role):
     defaults = yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text())
     assert ff.ROLE_PORTS[group][variable] == defaults[variable]
+
+
+def test_without_a_monitoring_host_nothing_is_scraped():
+    t = topology()
+    assert t["scrape"] == {
+        "node": [],
+        "nginx": [],
+        "postgres": [],
+        "redis": [],
+        "gunicorn": [],
+        "exporters": {},
+    }
+    assert t["roles"]["prometheus_exporters"] == []
+    assert t["roles"]["monitoring"] == []
+
+
+def _targets(t, job):
+    return [(x["host"], f"{x['address']}:{x['port']}") for x in t["scrape"][job]]
+
+
+def test_the_monitoring_host_scrapes_every_tier_from_the_inventory():
+    t = topology(monitoring=["m1"], m1={"private_ip": "10.0.0.71"})
+    assert [h for h, _ in _targets(t, "node")] == [
+        "lb1",
+        "app1",
+        "app2",
+        "w1",
+        "w2",
+        "r1",
+        "db1",
+        "db2",
+        "db3",
+        "m1",
+    ]
+    assert ("m1", "10.0.0.71:9100") in _targets(t, "node")
+    assert _targets(t, "nginx") == [("lb1", "10.0.0.10:9113")]
+    assert _targets(t, "postgres") == [
+        ("db1", "10.0.0.51:9187"),
+        ("db2", "10.0.0.52:9187"),
+        ("db3", "10.0.0.53:9187"),
+    ]
+    # One exporter on the Redis host, one target per instance, over TLS by default.
+    assert [(x["instance"], x["target"], x["port"]) for x in t["scrape"]["redis"]] == [
+        ("cache", "rediss://10.0.0.41:6379", 9121),
+        ("broker", "rediss://10.0.0.41:6380", 9121),
+    ]
+    # Every gunicorn instance's /metrics on the private address.
+    assert _targets(t, "gunicorn") == [
+        ("app1", "10.0.0.21:8001"),
+        ("app1", "10.0.0.21:8002"),
+        ("app2", "10.0.0.22:8001"),
+        ("app2", "10.0.0.22:8002"),
+    ]
+    assert t["scrape"]["exporters"]["r1"] == ["node", "redis"]
+    assert t["scrape"]["exporters"]["lb1"] == ["node", "nginx"]
+    assert t["scrape"]["exporters"]["db2"] == ["node", "postgres"]
+    assert t["scrape"]["exporters"]["app1"] == ["node"]
+    assert t["roles"]["monitoring"] == ["m1"]
+    assert "m1" in t["roles"]["prometheus_exporters"]
+
+
+def test_scrape_targets_follow_scale_out_and_scale_in():
+    groups, hostvars = inventory(
+        monitoring=["m1"],
+        m1={"private_ip": "10.0.0.71"},
+        app2={"flaskfleet_gunicorn_instances": 3},
+    )
+    groups["appservers"].append("app3")
+    groups["all"].append("app3")
+    hostvars["app3"] = {"private_ip": "10.0.0.23"}
+    t = ff.flaskfleet_topology(groups, hostvars, "", SETTINGS)
+    assert ("app3", "10.0.0.23:8002") in _targets(t, "gunicorn")
+    assert ("app2", "10.0.0.22:8003") in _targets(t, "gunicorn")
+    assert "app3" in [h for h, _ in _targets(t, "node")]
+    groups["appservers"].remove("app3")
+    groups["retired"] = ["app3"]
+    t = ff.flaskfleet_topology(groups, hostvars, "", SETTINGS)
+    assert "app3" not in [h for h, _ in _targets(t, "gunicorn") + _targets(t, "node")]
+    assert "app3" not in t["scrape"]["exporters"]
+    assert "app3" not in t["roles"]["prometheus_exporters"]
+
+
+def test_without_tls_the_redis_exporter_connects_in_plain_text():
+    groups, hostvars = inventory(monitoring=["m1"], m1={"private_ip": "10.0.0.71"})
+    t = ff.flaskfleet_topology(groups, hostvars, "", {**SETTINGS, "tls": False})
+    assert t["scrape"]["redis"][1]["target"] == "redis://10.0.0.41:6380"
+
+
+@pytest.mark.parametrize(("name", "port"), sorted(ff.EXPORTER_PORTS.items()))
+def test_the_model_and_the_exporters_role_share_the_exporter_ports(name, port):
+    defaults = yaml.safe_load(
+        (ROOT / "roles" / "prometheus_exporters" / "defaults" / "main.yml").read_text()
+    )
+    assert defaults[f"prometheus_exporters_{name}_port"] == port
+
+
+@pytest.mark.parametrize(("name", "port"), sorted(ff.MONITORING_PORTS.items()))
+def test_the_model_and_the_monitoring_role_share_the_server_ports(name, port):
+    defaults = yaml.safe_load((ROOT / "roles" / "monitoring" / "defaults" / "main.yml").read_text())
+    assert defaults[f"monitoring_{name}_port"] == port
