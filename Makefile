@@ -53,6 +53,7 @@ up: deps image
 	@echo
 	@echo "flaskfleet is up: $(LAB_URL)  (HTTPS: https://127.0.0.1:8443/, self-signed)"
 	@echo "private listener (/metrics, /readyz, /api/jobs): http://127.0.0.1:8088/"
+	@echo "monitoring: Prometheus http://127.0.0.1:9090/  Alertmanager http://127.0.0.1:9093/  (user admin, password in credentials/monitoring_password)"
 	@echo "backups: make backup-info"
 
 down: deps
@@ -65,14 +66,14 @@ down: deps
 scale-out: deps image
 	cp tools/lab-scale-out.yml inventory/lab/90-scale-out.yml
 	python tools/lab.py up app3
-	ansible-playbook site.yml --limit app3,loadbalancers,postgres_primary,postgres_replicas,redis
+	ansible-playbook site.yml --limit app3,loadbalancers,postgres_primary,postgres_replicas,redis,monitoring
 	@echo "app3 is serving behind $(LAB_URL)"
 
 # Scale in: move app3 to the retired group and converge (drain, stop, pg_hba),
 # then drop it from the inventory and remove its container.
 scale-in: deps
 	cp tools/lab-scale-in.yml inventory/lab/90-scale-out.yml
-	ansible-playbook site.yml --limit app3,loadbalancers,postgres_primary,postgres_replicas,redis
+	ansible-playbook site.yml --limit app3,loadbalancers,postgres_primary,postgres_replicas,redis,monitoring
 	rm -f inventory/lab/90-scale-out.yml
 	python tools/lab.py down app3
 	@echo "app3 is retired; $(LAB_URL) is served by the remaining app servers"
