@@ -58,13 +58,18 @@ if [ "$failed" -gt 0 ]; then
     [ "$rc" -eq 0 ] && continue
     sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^ *│ \{0,1\}//' "$logdir/$s.log" | awk -v s="$s" '
       /Executed: Failed/ && !act { act = $0; sub(/^.*➜ /, "", act) }
+      # molecule wraps long lines: a lone FAILED is followed by the test id
+      lone && nf < 6 { failed[nf++] = "FAILED " $1; lone = 0; next }
+      /^(FAILED|ERROR)$/ { lone = 1; next }
       /^(FAILED|ERROR) [^ ]+::/ && nf < 6 { failed[nf++] = $0 }
-      /^E   / && ne < 4 { err[ne++] = substr($0, 1, 240) }
+      /^=+ [0-9]+ (failed|passed|error)/ { summary = $0 }
+      /^E       [^ ]/ && ne < 4 { err[ne++] = substr($0, 1, 240) }
       /^TASK \[/ { task = $0 }
       want && /msg/ { fat[nt - 1] = fat[nt - 1] " " substr($0, 1, 240); want = 0 }
       /(fatal|failed): \[/ && nt < 2 { tasks[nt++] = substr(task, 1, 160); fat[nt - 1] = substr($0, 1, 200); want = ($0 !~ /msg/) }
       END {
         print s ": " (act ? act : "no failed action in the log")
+        if (summary) print "  " summary
         for (i = 0; i < nf; i++) print "  " failed[i]
         for (i = 0; i < ne; i++) print "  " err[i]
         for (i = 0; i < nt; i++) { print "  " tasks[i]; print "    " fat[i] }
