@@ -132,6 +132,17 @@ def test_every_target_of_the_final_inventory_is_up_and_no_other():
         )
 
 
+@pytest.mark.parametrize("series", ["pg_up", "redis_up", "nginx_up"])
+def test_every_exporter_reaches_its_service(series):
+    # An exporter that cannot log in still answers its scrape (up == 1) with `*_up 0`, and
+    # most of its series missing.
+    status, result = query(series)
+    assert status == 200, result
+    assert result, f"no {series} series"
+    down = [r["metric"]["host"] for r in result if r["value"][1] != "1"]
+    assert not down, f"{series} is 0 on {down}"
+
+
 def _panels():
     for path in sorted(DASHBOARDS.glob("*.json")):
         board = json.loads(path.read_text())
