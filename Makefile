@@ -13,14 +13,15 @@ SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/m
 MOLECULE_JOBS ?= 2
 LAB_URL := http://127.0.0.1:8080/
 
-.PHONY: help deps image up down scale-out scale-in backup-info test checks checks-in-turn lint unit-test app-test example-test rules-test molecule bench-converge bench-deploy bench-failover bench-report clean
+.PHONY: help deps image up down scale-out scale-in backup-info test checks checks-in-turn lint unit-test app-test example-test rules-test molecule bench bench-deploy bench-failover bench-report clean
 
 help:
 	@echo "make up        build what is needed, start the lab, run site.yml, print the URL"
 	@echo "make test      lint + app tests + every molecule scenario"
 	@echo "make down      remove the lab containers and network (keeps the image)"
 	@echo "make scale-out add app3 to the lab and converge it (scale-in reverses it)"
-	@echo "make bench-converge  time a first converge of a fresh lab and an idempotent re-run"
+	@echo "make bench     the benchmark suite on a freshly built lab (about an hour; ITEMS='lb cache'"
+	@echo "               runs some items on the lab as it is): bench/report.md, plots, README table"
 	@echo "make bench-deploy    rolling vs naive deploy under load on the lab (failed requests each)"
 	@echo "make bench-failover  planned and unplanned database failover under load on the lab"
 	@echo "make bench-report    collect the last make test's load reports and the bench-* results into"
@@ -139,9 +140,16 @@ molecule: deps image
 backup-info: deps
 	ansible-playbook playbooks/backup_info.yml -e backup_check=true
 
-# Benchmarks print figures (and keep their reports under .bench/); they are not tests.
-bench-converge: deps image
-	python benchmarks/converge_time.py
+# Benchmarks print figures; they are not tests. `make bench` runs the suite
+# (benchmarks/suite.py: every item on a freshly built lab, or ITEMS on the lab as it is),
+# writes bench/results/suite-<item>.json and the plots, then the report and README table.
+# wrk (Debian's package) measures saturation throughput; tools/loadgen.py the open-loop load.
+ITEMS ?=
+bench: deps image
+	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	python -c 'import matplotlib' 2>/dev/null || pip install -q -r requirements-bench.txt
+	python benchmarks/suite.py $(ITEMS)
+	python benchmarks/report.py render
 
 bench-deploy: deps
 	python benchmarks/deploy_under_load.py

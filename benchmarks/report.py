@@ -14,9 +14,11 @@ collect-molecule reads a `make test` run's logs (default .cache/molecule-logs of
 checkout; DIR's checkout gives the commit): every scenario's time (`results`), the run's
 wall time (`run`, from tools/run_scenarios.sh) and the load report of every operation the
 cluster and app_contract scenarios ran under load (tools/loadgen.py, open loop), with the
-job accounts of the failover steps. collect-bench takes the newest .bench/converge-*,
-deploy-* and failover-*.json (benchmarks/*.py). tests/test_bench_report.py fails when the
-README table or bench/report.md is not what the collected results give.
+job accounts of the failover steps. collect-bench takes the newest .bench/deploy-* and
+failover-*.json (make bench-deploy, bench-failover); the suite (`make bench`,
+benchmarks/suite.py) writes its bench/results/suite-<item>.json itself.
+tests/test_bench_report.py fails when the README table or bench/report.md is not what
+the collected results give.
 """
 
 from __future__ import annotations
@@ -198,16 +200,6 @@ def rows(results: dict) -> list[tuple[str, str, str]]:
                 f"`make test` at {mol['commit']}",
             )
         )
-    conv = results.get("converge")
-    if conv:
-        out.append(
-            (
-                "first converge of a fresh lab, then an idempotent re-run (SSH)",
-                f"{_mmss(conv['first']['seconds'])}, then {_mmss(conv['rerun']['seconds'])} "
-                f"(changed={conv['rerun']['changed']})",
-                f"`make bench-converge` at {conv.get('commit', '?')}",
-            )
-        )
     dep = results.get("deploy")
     if dep:
         for mode in dep["modes"]:
@@ -233,7 +225,113 @@ def rows(results: dict) -> list[tuple[str, str, str]]:
                     f"`make bench-failover` at {fail.get('commit', '?')}",
                 )
             )
+    for item in SUITE:
+        data = results.get(f"suite-{item}")
+        for t in (data or {}).get("targets", []):
+            verdict = "met" if t["met"] else "**missed**"
+            out.append(
+                (
+                    f"{item}: {t['name']}",
+                    f"{_num(t['measured'])}{t['unit']} (target {t['op']} "
+                    f"{_num(t['goal'])}{t['unit']}: {verdict})",
+                    f"`{data['command']}` at {data['commit']}",
+                )
+            )
     return out
+
+
+# The items of `make bench` (benchmarks/suite.py), in its order.
+SUITE = ("converge", "scale", "lb", "scaling", "cache", "replication", "celery", "deploy", "fault")
+
+
+def _num(x: float) -> str:
+    return f"{x:.2f}".rstrip("0").rstrip(".") if isinstance(x, float) else str(x)
+
+
+def _figures_md(item: str, f: dict) -> list[str]:
+    """The figures of one suite item as a few lines of markdown."""
+    out = []
+    if item == "converge":
+        for k in ("first", "rerun", "rerun_again", "check", "rerun_stock_config"):
+            out.append(
+                f"- {k.replace('_', ' ')}: {_mmss(f[k]['seconds'])} (changed={f[k]['changed']})"
+            )
+    elif item == "scale":
+        out.append(
+            f"- `--limit` one new app server: {_mmss(f['limit_one_new_app_server']['seconds'])}"
+        )
+        for n, r in sorted(f["full_rerun_by_app_servers"].items()):
+            out.append(
+                f"- full re-run with {n} app servers: {_mmss(r['seconds'])}"
+                f" (changed={r['changed']})"
+            )
+    elif item in ("lb", "cache"):
+        for k, v in f.items():
+            if isinstance(v, dict) and "rps" in v:
+                out.append(
+                    f"- {k.replace('_', ' ')}: {v['rps']:g} requests/s, p50 {v['p50_ms']:g} ms, "
+                    f"p99 {v['p99_ms']:g} ms, {v['errors']} errors of {v['requests']}"
+                )
+            elif isinstance(v, dict) and "requests" in v:
+                out.append(f"- {k.replace('_', ' ')}: {_load_cell(v)}")
+    elif item == "scaling":
+        for n, v in sorted(f["by_app_servers"].items()):
+            out.append(
+                f"- {n} app server(s): {v['rps']:g} requests/s, p99 {v['p99_ms']:g} ms, "
+                f"{v['errors']} errors of {v['requests']}"
+            )
+    elif item == "replication":
+        out.append(f"- pgbench: {f['pgbench_tps']} transactions/s")
+        for n, v in f["replicas"].items():
+            out.append(
+                f"- {n}: replay lag p50 {v['p50_ms']:g} ms, p99 {v['p99_ms']:g} ms, "
+                f"max {v['max_ms']:g} ms ({v['samples']} samples)"
+            )
+    elif item == "celery":
+        lat = f["enqueue_to_done_ms"]
+        out.append(
+            f"- {f['done']} of {f['tasks']} tasks done; enqueued at {f['enqueue_per_s']:g}/s, "
+            f"drained at {f['drain_per_s']:g}/s; enqueue to done p50 {lat['p50']:g} ms, "
+            f"p99 {lat['p99']:g} ms, max {lat['max']:g} ms"
+        )
+    elif item in ("deploy", "fault"):
+        for k, v in f.items():
+            extra = f" in {_mmss(v['deploy_seconds'])}" if "deploy_seconds" in v else ""
+            at = f" (fault at {v['at_s']:g} s)" if "at_s" in v else ""
+            out.append(f"- {k.replace('_', ' ')}{extra}{at}: {_load_cell(v)}")
+    return out
+
+
+def render_suite(results: dict) -> list[str]:
+    parts = []
+    for item in SUITE:
+        data = results.get(f"suite-{item}")
+        if not data:
+            parts += [f"### {item}", "", f"Not measured yet: `make bench ITEMS={item}`.", ""]
+            continue
+        parts += [
+            f"### {item}",
+            "",
+            f"`{data['command']}` at {data['commit']}, {data['started']}"
+            f" ({_mmss(data['seconds'])}).",
+            "",
+            *_figures_md(item, data["figures"]),
+            "",
+        ]
+        for t in data["targets"]:
+            verdict = "met" if t["met"] else "missed"
+            line = (
+                f"- target: {t['name']} {t['op']} {_num(t['goal'])}{t['unit']}: "
+                f"measured {_num(t['measured'])}{t['unit']}, {verdict}"
+            )
+            if t.get("limit"):
+                line += f". What limits it: {t['limit']}"
+            parts.append(line)
+        parts += [f"- {n}" for n in data.get("notes", [])]
+        if (REPORT.parent / f"suite-{item}.png").is_file():
+            parts += ["", f"![{item}](suite-{item}.png)"]
+        parts.append("")
+    return parts
 
 
 def render_table(results: dict) -> str:
@@ -266,6 +364,7 @@ def render_report(results: dict) -> str:
         for scenario in sorted(mol["steps"]):
             parts.append(f"![p99 and failures per step, {scenario}]({scenario}-steps.png)")
         parts.append("")
+    parts += ["## The suite (`make bench`)", "", *render_suite(results)]
     return "\n".join(parts)
 
 
@@ -335,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "collect-molecule":
         print(write_result("make-test", collect_molecule(args.logs, args.conditions)))
     elif args.action == "collect-bench":
-        for name in ("converge", "deploy", "failover"):
+        for name in ("deploy", "failover"):
             found = newest(f"{name}-*.json")
             if found:
                 print(write_result(name, json.loads(found.read_text())))

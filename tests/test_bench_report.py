@@ -94,13 +94,8 @@ def test_a_stale_readme_table_is_reported(tmp_path, monkeypatch):
 
 
 def test_the_bench_results_become_rows_with_their_commit():
-    # Shaped as benchmarks/converge_time.py, deploy_under_load.py and failover.py write them.
+    # Shaped as benchmarks/deploy_under_load.py and failover.py write them.
     results = {
-        "converge": {
-            "commit": "c1",
-            "first": {"seconds": 190.2, "rc": 0, "changed": 300},
-            "rerun": {"seconds": 121.0, "rc": 0, "changed": 0},
-        },
         "deploy": {
             "commit": "c2",
             "rate": 40,
@@ -121,12 +116,7 @@ def test_the_bench_results_become_rows_with_their_commit():
             ],
         },
     }
-    rows = report.rows(results)
-    assert rows[0] == (
-        "first converge of a fresh lab, then an idempotent re-run (SSH)",
-        "3 min 10 s, then 2 min 01 s (changed=0)",
-        "`make bench-converge` at c1",
-    )
+    rows = [None, *report.rows(results)]
     assert rows[1][1].startswith("2 min 23 s; 0 failed of 5922") and rows[1][2].endswith("at c2")
     assert "314 failed of 2401" in rows[2][1]
     assert rows[3][1] == (
@@ -134,3 +124,41 @@ def test_the_bench_results_become_rows_with_their_commit():
         "jobs 134, 0 lost"
     )
     assert rows[3][2] == "`make bench-failover` at c3"
+
+
+def test_suite_targets_become_rows_and_a_missed_one_says_what_limits_it():
+    # Shaped as benchmarks/suite.py writes bench/results/suite-<item>.json.
+    fig = {"rps": 900.0, "p50_ms": 3.0, "p99_ms": 20.0, "errors": 0, "requests": 9000}
+    results = {
+        "suite-lb": {
+            "command": "make bench ITEMS=lb",
+            "commit": "c9",
+            "started": "2026-12-06 09:00 UTC",
+            "seconds": 120,
+            "figures": {"direct": fig, "nginx_keepalive": fig | {"rps": 630.0}},
+            "targets": [
+                {
+                    "name": "throughput through nginx / straight to the instances",
+                    "measured": 0.7,
+                    "op": ">=",
+                    "goal": 0.9,
+                    "unit": "x",
+                    "met": False,
+                    "limit": "nginx shares the 2 cores",
+                }
+            ],
+            "notes": [],
+        }
+    }
+    rows = report.rows(results)
+    assert rows == [
+        (
+            "lb: throughput through nginx / straight to the instances",
+            "0.7x (target >= 0.9x: **missed**)",
+            "`make bench ITEMS=lb` at c9",
+        )
+    ]
+    text = "\n".join(report.render_suite(results))
+    assert "- nginx keepalive: 630 requests/s" in text
+    assert "measured 0.7x, missed. What limits it: nginx shares the 2 cores" in text
+    assert "Not measured yet: `make bench ITEMS=cache`." in text

@@ -330,3 +330,30 @@ def test_the_stop_file_ends_the_schedule_early(app, tmp_path):
         {"url": app, "rate": 40.0, "duration": 30.0, "stop_file": str(stop), "mix": "GET /a:1"}
     )
     assert report["failed"] == 0 and 10 <= report["requests"] <= 40
+
+
+class Paths(BaseHTTPRequestHandler):
+    seen: list[str] = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.seen.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def test_n_in_a_path_is_a_number_no_other_request_of_the_run_uses():
+    Paths.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Paths)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        report = run({"url": url, "rate": 50.0, "duration": 1.0, "mix": "GET /a?tag=miss-{n}:1"})
+    finally:
+        server.shutdown()
+    assert report["ok"] == report["requests"] >= 49
+    assert len(set(Paths.seen)) == len(Paths.seen) == report["requests"]
+    assert all(p.startswith("/a?tag=miss-") and p[12:].isdigit() for p in Paths.seen)

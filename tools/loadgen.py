@@ -43,6 +43,8 @@ Examples:
 
 A POST sends {"title", "body", "author"} as JSON and remembers the "id" of the answer for
 the paths with {id}; until one is known they fall back to the mix's first GET path.
+{n} in a path is the request's own number (unique within the run), e.g. a cache key that
+always misses: --mix "GET /api/articles?tag=miss-{n}:1".
 
 Background jobs: a POST to /api/jobs (the sample app's job endpoint, e.g. --mix
 "GET /api/articles:80,POST /api/articles:15,POST /api/jobs:5") sends a unique key
@@ -308,6 +310,9 @@ class Load:
             # keep-alive connections, and a client racing that close would see
             # an error that says nothing about the service (browsers retry it).
             headers["Connection"] = "close"
+        # {n}: this request's number, a key no other request uses (e.g. a cache key that
+        # always misses: "GET /api/articles?tag=bench-{n}").
+        path = path.replace("{n}", str(n))
         if "{id}" in path:
             with self.lock:
                 ident = self.id_rng.choice(self.ids) if self.ids else None
