@@ -140,8 +140,8 @@ def _load_cell(step: dict) -> str:
     text += f", p50 {step['p50_ms']:g} ms, p99 {step['p99_ms']:g} ms"
     if step["failed"]:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(step["failures"].items()))
-        text += f" ({kinds}; failed reads {step['failed_reads']}"
-        text += f", write outage {step['write_outage_s']:g} s)"
+        text += f" ({kinds}; failed reads {step.get('failed_reads', 0)}"
+        text += f", write outage {step.get('write_outage_s', 0):g} s)"
     if "jobs" in step:
         text += f"; jobs {step['jobs']['accepted']} accepted, {step['jobs']['lost']} lost"
     return text
@@ -248,11 +248,16 @@ def _num(x: float) -> str:
     return f"{x:.2f}".rstrip("0").rstrip(".") if isinstance(x, float) else str(x)
 
 
+def _cpu(v: dict) -> str:
+    busy = v.get("cpu_busy_percent")
+    return f", this machine's CPUs {busy:g}% busy" if busy is not None else ""
+
+
 def _figures_md(item: str, f: dict) -> list[str]:
     """The figures of one suite item as a few lines of markdown."""
     out = []
     if item == "converge":
-        for k in ("first", "rerun", "rerun_again", "check", "rerun_stock_config"):
+        for k in ("first", "rerun", "check", "rerun_stock_config"):
             out.append(
                 f"- {k.replace('_', ' ')}: {_mmss(f[k]['seconds'])} (changed={f[k]['changed']})"
             )
@@ -270,15 +275,17 @@ def _figures_md(item: str, f: dict) -> list[str]:
             if isinstance(v, dict) and "rps" in v:
                 out.append(
                     f"- {k.replace('_', ' ')}: {v['rps']:g} requests/s, p50 {v['p50_ms']:g} ms, "
-                    f"p99 {v['p99_ms']:g} ms, {v['errors']} errors of {v['requests']}"
+                    f"p99 {v['p99_ms']:g} ms, {v['errors']} errors of {v['requests']}{_cpu(v)}"
                 )
             elif isinstance(v, dict) and "requests" in v:
-                out.append(f"- {k.replace('_', ' ')}: {_load_cell(v)}")
+                out.append(
+                    f"- {k.replace('_', ' ')}: {_load_cell(v)}, max {v['max_ms']:g} ms{_cpu(v)}"
+                )
     elif item == "scaling":
         for n, v in sorted(f["by_app_servers"].items()):
             out.append(
                 f"- {n} app server(s): {v['rps']:g} requests/s, p99 {v['p99_ms']:g} ms, "
-                f"{v['errors']} errors of {v['requests']}"
+                f"{v['errors']} errors of {v['requests']}{_cpu(v)}"
             )
     elif item == "replication":
         out.append(f"- pgbench: {f['pgbench_tps']} transactions/s")
@@ -288,17 +295,21 @@ def _figures_md(item: str, f: dict) -> list[str]:
                 f"max {v['max_ms']:g} ms ({v['samples']} samples)"
             )
     elif item == "celery":
-        lat = f["enqueue_to_done_ms"]
-        out.append(
-            f"- {f['done']} of {f['tasks']} tasks done; enqueued at {f['enqueue_per_s']:g}/s, "
-            f"drained at {f['drain_per_s']:g}/s; enqueue to done p50 {lat['p50']:g} ms, "
-            f"p99 {lat['p99']:g} ms, max {lat['max']:g} ms"
-        )
+        for k in ("burst", "steady"):
+            v, lat = f[k], f[k]["enqueue_to_done_ms"]
+            out.append(
+                f"- {k}: {v['done']} of {v['tasks']} tasks done; sent at {v['enqueue_per_s']:g}/s, "
+                f"done at {v['per_s']:g}/s; enqueue to done p50 {lat['p50']:g} ms, "
+                f"p99 {lat['p99']:g} ms, max {lat['max']:g} ms"
+            )
     elif item in ("deploy", "fault"):
         for k, v in f.items():
             extra = f" in {_mmss(v['deploy_seconds'])}" if "deploy_seconds" in v else ""
             at = f" (fault at {v['at_s']:g} s)" if "at_s" in v else ""
-            out.append(f"- {k.replace('_', ' ')}{extra}{at}: {_load_cell(v)}")
+            out.append(
+                f"- {k.replace('_', ' ')}{extra}{at}: {_load_cell(v)}, max {v['max_ms']:g} ms"
+                f"{_cpu(v)}"
+            )
     return out
 
 
