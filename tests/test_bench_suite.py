@@ -1,0 +1,62 @@
+"""benchmarks/suite.py's pure parts: what it reads out of wrk and how it judges a target."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import suite  # noqa: E402 - benchmarks/ is not a package
+
+WRK = """Running 15s test @ http://172.28.0.11:8088/api/articles
+  1 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    16.44ms   38.21ms   1.31s    91.58%
+    Req/Sec     0.90k   329.40     1.42k    70.00%
+  Latency Distribution
+     50%  850.00us
+     75%    9.91ms
+     90%   43.11ms
+     99%    1.31s
+  13480 requests in 15.00s, 4.73MB read
+  Socket errors: connect 0, read 2, write 0, timeout 5
+  Non-2xx or 3xx responses: 3
+Requests/sec:    898.83
+Transfer/sec:    323.02KB
+"""
+
+
+def test_wrk_figures_are_read_in_milliseconds_with_every_error_counted():
+    got = suite.parse_wrk(WRK)
+    assert got == {
+        "rps": 898.83,
+        "requests": 13480,
+        "errors": 10,
+        "p50_ms": 0.85,
+        "p90_ms": 43.11,
+        "p99_ms": 1310.0,
+    }
+
+
+def test_wrk_output_without_a_latency_distribution_is_refused():
+    with pytest.raises(KeyError):
+        suite.parse_wrk("unable to connect to 172.28.0.21:8001 Connection refused\n")
+
+
+@pytest.mark.parametrize(
+    ("measured", "op", "goal", "met"),
+    [
+        (0.3, "<=", 0.35, True),
+        (0.36, "<=", 0.35, False),
+        (1.8, ">=", 1.8, True),
+        (1.79, ">=", 1.8, False),
+        (999.0, "<", 1000, True),
+        (1000.0, "<", 1000, False),
+    ],
+)
+def test_a_target_is_met_only_on_its_side_and_a_miss_keeps_what_limits_it(measured, op, goal, met):
+    t = suite.target("x", measured, op, goal, "x", limit="the CPU")
+    assert t["met"] is met
+    assert t["limit"] == ("" if met else "the CPU")
