@@ -262,12 +262,14 @@ def _figures_md(item: str, f: dict) -> list[str]:
                 f"- {k.replace('_', ' ')}: {_mmss(f[k]['seconds'])} (changed={f[k]['changed']})"
             )
     elif item == "scale":
-        out.append(
-            f"- `--limit` one new app server: {_mmss(f['limit_one_new_app_server']['seconds'])}"
-        )
+        for k in ("limit_one_new_app_server", "full_run_one_new_app_server"):
+            if k in f:
+                out.append(
+                    f"- {k.replace('_', ' ')}: {_mmss(f[k]['seconds'])} (changed={f[k]['changed']})"
+                )
         for n, r in sorted(f["full_rerun_by_app_servers"].items()):
             out.append(
-                f"- full re-run with {n} app servers: {_mmss(r['seconds'])}"
+                f"- idempotent full re-run with {n} app servers: {_mmss(r['seconds'])}"
                 f" (changed={r['changed']})"
             )
     elif item in ("lb", "cache"):
