@@ -40,7 +40,8 @@ LOAD_STEPS = ("cluster", "app_contract")
 
 
 def git_commit(repo: Path) -> str:
-    """Short commit of repo's HEAD, "+uncommitted" when its tracked files differ."""
+    """Short commit of repo's HEAD, "+uncommitted" when its tracked files differ (bench/
+    aside: the results and plots a benchmark run writes are not the code that measured)."""
 
     def git(*args: str) -> str:
         return subprocess.run(
@@ -48,7 +49,7 @@ def git_commit(repo: Path) -> str:
         ).stdout.strip()
 
     head = git("rev-parse", "--short=12", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--untracked-files=no")
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench")
     return head + ("+uncommitted" if dirty else "")
 
 
