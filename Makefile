@@ -20,7 +20,7 @@ help:
 	@echo "make test      lint + app tests + every molecule scenario"
 	@echo "make down      remove the lab containers and network (keeps the image)"
 	@echo "make scale-out add app3 to the lab and converge it (scale-in reverses it)"
-	@echo "make bench     the benchmark suite on a freshly built lab (about an hour; ITEMS='lb cache'"
+	@echo "make bench     the benchmark suite on a freshly built lab (over an hour; ITEMS='lb cache'"
 	@echo "               runs some items on the lab as it is): bench/report.md, plots, README table"
 	@echo "make bench-deploy    rolling vs naive deploy under load on the lab (failed requests each)"
 	@echo "make bench-failover  planned and unplanned database failover under load on the lab"
