@@ -279,6 +279,7 @@ def _figures_md(item: str, f: dict) -> list[str]:
                 out.append(
                     f"- {k.replace('_', ' ')}: {v['rps']:g} requests/s, p50 {v['p50_ms']:g} ms, "
                     f"p99 {v['p99_ms']:g} ms, {v['errors']} errors of {v['requests']}{_cpu(v)}"
+                    + (f" (median of runs at {v['runs_rps']}/s)" if "runs_rps" in v else "")
                 )
             elif isinstance(v, dict) and "requests" in v:
                 out.append(

@@ -60,3 +60,16 @@ def test_a_target_is_met_only_on_its_side_and_a_miss_keeps_what_limits_it(measur
     t = suite.target("x", measured, op, goal, "x", limit="the CPU")
     assert t["met"] is met
     assert t["limit"] == ("" if met else "the CPU")
+
+
+def test_repeated_runs_report_the_median_run_and_keep_every_run():
+    runs = [
+        {"rps": 300.0, "p99_ms": 9.0},
+        {"rps": 900.0, "p99_ms": 1.0},
+        {"rps": 500.0, "p99_ms": 4.0},
+    ]
+    assert suite.median_run(runs) == {
+        "rps": 500.0,
+        "p99_ms": 4.0,
+        "runs_rps": [300.0, 900.0, 500.0],
+    }
