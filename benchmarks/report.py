@@ -226,6 +226,17 @@ def rows(results: dict) -> list[tuple[str, str, str]]:
                     f"`make bench-failover` at {fail.get('commit', '?')}",
                 )
             )
+    cel = results.get("suite-celery")
+    if cel:
+        b, st = cel["figures"]["burst"], cel["figures"]["steady"]
+        out.append(
+            (
+                "celery: 10,000 no-op tasks at once; then 50/s on schedule",
+                f"drained at {b['per_s']:g}/s; enqueue to start p99 "
+                f"{st['enqueue_to_done_ms']['p99']:g} ms at 50/s (no target)",
+                f"`{cel['command']}` at {cel['commit']}",
+            )
+        )
     for item in SUITE:
         data = results.get(f"suite-{item}")
         for t in (data or {}).get("targets", []):
