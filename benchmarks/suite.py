@@ -1065,9 +1065,17 @@ def main(argv: list[str] | None = None) -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     functions = {name: globals()[f"item_{name}"] for name in ITEMS}
+    failed = []
     for item in items:
         started = time.time()
-        data = functions[item]()
+        # One item's failure must not cost the others' measurements (a full run is over an
+        # hour): it is reported, the run goes on, and the exit status says so at the end.
+        try:
+            data = functions[item]()
+        except Exception as exc:  # noqa: BLE001 - reported, then the run fails at the end
+            print(f"{item}: FAILED after {time.time() - started:.0f} s: {exc!r}", flush=True)
+            failed.append(item)
+            continue
         data.update(
             {
                 "item": item,
@@ -1086,6 +1094,9 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"  target {t['name']}: {t['measured']}{t['unit']} {t['op']} {t['goal']} {verdict}"
             )
+    if failed:
+        print(f"bench: item(s) failed: {' '.join(failed)}; re-run with `make bench ITEMS='...'`")
+        return 1
     return 0
 
 
