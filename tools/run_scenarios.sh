@@ -38,7 +38,22 @@ ordered=()
 for s in "$@"; do [ "$s" = cluster ] && ordered+=("$s"); done
 for s in "$@"; do case "$s" in cluster | app_servers | celery) ;; *) ordered+=("$s") ;; esac; done
 for s in "$@"; do case "$s" in app_servers | celery) ordered+=("$s") ;; esac; done
+# How busy the machine was while the scenarios ran (vmstat every 10 s): whether more of
+# them could run at once is read from this, not guessed.
+vmstat_pid=""
+if command -v vmstat >/dev/null 2>&1; then
+  vmstat -n 10 >"$logdir/vmstat.log" 2>/dev/null &
+  vmstat_pid=$!
+fi
 printf '%s\n' "${ordered[@]}" | xargs -P "$jobs" -I{} bash -c 'run_one "$@"' _ {}
+if [ -n "$vmstat_pid" ]; then
+  kill "$vmstat_pid" 2>/dev/null
+  # Columns: r b swpd free buff cache si so bi bo in cs us sy id wa st; the first sample
+  # is the average since boot (skipped).
+  awk 'NR > 3 && $1 ~ /^[0-9]+$/ { n++; busy += $13 + $14; wa += $16; r += $1; if ($15 < 10) sat++ }
+       END { if (n) printf "molecule: CPU while the scenarios ran (%d samples of 10 s): busy %.0f%%, I/O wait %.0f%%, run queue %.1f, under 10%% idle in %.0f%% of samples\n", n, busy / n, wa / n, r / n, 100 * sat / n }' \
+    "$logdir/vmstat.log"
+fi
 
 echo "commit=$commit started=$started ended=$(date +%s) jobs=$jobs" >"$logdir/run"
 
