@@ -1070,9 +1070,10 @@ def main(argv: list[str] | None = None) -> int:
         started = time.time()
         # One item's failure must not cost the others' measurements (a full run is over an
         # hour): it is reported, the run goes on, and the exit status says so at the end.
+        # SystemExit too: a failed playbook or deploy inside an item raises it with its log.
         try:
             data = functions[item]()
-        except Exception as exc:  # noqa: BLE001 - reported, then the run fails at the end
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - reported, the run fails at the end
             print(f"{item}: FAILED after {time.time() - started:.0f} s: {exc!r}", flush=True)
             failed.append(item)
             continue

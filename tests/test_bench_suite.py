@@ -73,3 +73,50 @@ def test_repeated_runs_report_the_median_run_and_keep_every_run():
         "p99_ms": 4.0,
         "runs_rps": [300.0, 900.0, 500.0],
     }
+
+
+def test_a_failed_item_is_reported_and_the_others_still_run_and_are_kept(
+    monkeypatch, tmp_path, capsys
+):
+    monkeypatch.setattr(suite, "ITEMS", ["converge", "lb", "cache"])
+    monkeypatch.setattr(suite, "WORK", tmp_path / "work")
+    monkeypatch.setattr(suite, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(suite.shutil, "which", lambda _name: "/usr/bin/wrk")
+    monkeypatch.setattr(suite, "plot", lambda _item, _data: None)
+    ran = []
+
+    def measured(name):
+        def item():
+            ran.append(name)
+            return {"targets": [suite.target(f"{name} ratio", 1.0, ">=", 0.9)]}
+
+        return item
+
+    def broken():
+        ran.append("lb")
+        # What a failed playbook inside an item raises (timed_playbook).
+        raise SystemExit("lb-converge failed (rc=2): see lb.log")
+
+    monkeypatch.setattr(suite, "item_converge", measured("converge"))
+    monkeypatch.setattr(suite, "item_lb", broken)
+    monkeypatch.setattr(suite, "item_cache", measured("cache"))
+
+    assert suite.main([]) == 1
+    assert ran == ["converge", "lb", "cache"]
+    kept = sorted(p.name for p in (tmp_path / "results").iterdir())
+    assert kept == ["suite-cache.json", "suite-converge.json"]
+    out = capsys.readouterr().out
+    assert "lb: FAILED" in out and "lb-converge failed" in out
+    assert "item(s) failed: lb;" in out
+
+
+def test_a_run_where_every_item_measured_exits_zero(monkeypatch, tmp_path):
+    monkeypatch.setattr(suite, "ITEMS", ["cache"])
+    monkeypatch.setattr(suite, "WORK", tmp_path / "work")
+    monkeypatch.setattr(suite, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(suite.shutil, "which", lambda _name: "/usr/bin/wrk")
+    monkeypatch.setattr(suite, "plot", lambda _item, _data: None)
+    monkeypatch.setattr(suite, "item_cache", lambda: {"targets": []})
+    assert suite.main(["cache"]) == 0
+    data = (tmp_path / "results" / "suite-cache.json").read_text()
+    assert '"command": "make bench ITEMS=cache"' in data
