@@ -5,7 +5,7 @@ was written while the receiver was down arrives once it is back."""
 import time
 import uuid
 
-from fftest import remote, tcp_probe, wait_for
+from fftest import journal, remote, tcp_probe, wait_for
 
 RECEIVER = "172.28.3.12"
 REMOTE_DIR = "/var/log/journal/remote"
@@ -65,6 +65,47 @@ def test_what_is_written_while_the_receiver_is_down_arrives_when_it_is_back():
     finally:
         receiver.check_output("systemctl start systemd-journal-remote.socket")
     wait_for(lambda: found(receiver, "fftest", text), 90, f"'{text}' after the outage")
+
+
+def _in_flight(sender):
+    """The uploader's connection to the receiver with bytes it cannot get acknowledged."""
+    for line in sender.check_output(f"ss -tnH dst {RECEIVER} dport = 19532").splitlines():
+        fields = line.split()
+        if fields[0] == "SYN-SENT" or (fields[0] == "ESTAB" and int(fields[2]) > 0):
+            return line
+    return None
+
+
+def test_a_restart_while_the_receiver_drops_packets_is_not_held_and_loses_nothing():
+    """A receiver behind a firewall that drops packets holds the uploader inside a transfer,
+    where it does not read SIGTERM: the unit's stop timeout (10 s, not systemd's 90 s) bounds
+    every restart, and the killed uploader resumes from its cursor."""
+    sender, receiver = remote("ff-redis-1"), remote("ff-redis-backup")
+    receiver.check_output(
+        "nft insert rule inet flaskfleet input tcp dport 19532 drop comment fftest-blackhole"
+    )
+    try:
+        text = f"written behind a black hole {uuid.uuid4()}"
+        sender.check_output(f"logger -t fftest '{text}'")
+        # Only a restart that meets an upload in flight proves the bound.
+        wait_for(lambda: _in_flight(sender), 60, "an upload stuck in flight", interval=1)
+        started = time.monotonic()
+        sender.check_output("systemctl restart systemd-journal-upload")
+        took = time.monotonic() - started
+        print(f"restart of the stuck uploader took {took:.1f} s")
+        assert took < 45, journal(sender, "systemd-journal-upload", 10)
+        assert sender.check_output("systemctl show -P ActiveState systemd-journal-upload") in (
+            "active",
+            "activating",
+        )
+    finally:
+        handles = receiver.check_output(
+            "nft -a list chain inet flaskfleet input | "
+            "sed -n 's/.*fftest-blackhole.* handle \\([0-9]*\\).*/\\1/p'"
+        ).split()
+        for handle in handles:
+            receiver.check_output(f"nft delete rule inet flaskfleet input handle {handle}")
+    wait_for(lambda: found(receiver, "fftest", text), 90, f"'{text}' after the black hole")
 
 
 def test_the_remote_journals_are_trimmed_on_a_schedule():
