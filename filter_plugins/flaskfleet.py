@@ -84,9 +84,13 @@ def flaskfleet_postgres_url(
     )
 
 
-# libpq's connect_timeout (seconds, its minimum is 2) in the URLs the app gets: a dead host in
-# a multi-host URL costs a new connection at most this long before the next host is tried.
-DB_CONNECT_TIMEOUT = 2
+# libpq's connect_timeout (seconds) in the URLs the app gets. It bounds the whole connection
+# attempt: TCP, TLS and SCRAM, not only a dead host's silence. A dead host in a multi-host URL
+# costs a new connection at most this long before the next host is tried; a live host that is
+# slow to hand-shake (the app server staging a release on the same CPUs, a saturated database
+# host) fails the request once this is exceeded. At 2 s (libpq's minimum), new connections made
+# while a converge saturated the 2-core lab took longer, and their requests failed.
+DB_CONNECT_TIMEOUT = 5
 
 
 def flaskfleet_postgres_multihost_url(

@@ -79,10 +79,10 @@ def test_the_default_inventory_wires_every_tier():
     assert t["tls"] is True and t["ca_file"] == "/etc/flaskfleet/ca.crt"
     assert t["urls"] == {
         "database": "postgresql+psycopg://app:pw@/app?host=10.0.0.51:5432&host=10.0.0.52:5432"
-        f"&host=10.0.0.53:5432&target_session_attrs=read-write&connect_timeout=2&{ca}",
+        f"&host=10.0.0.53:5432&target_session_attrs=read-write&connect_timeout=5&{ca}",
         "replicas": [
-            f"postgresql+psycopg://app:pw@10.0.0.52:5432/app?connect_timeout=2&{ca}",
-            f"postgresql+psycopg://app:pw@10.0.0.53:5432/app?connect_timeout=2&{ca}",
+            f"postgresql+psycopg://app:pw@10.0.0.52:5432/app?connect_timeout=5&{ca}",
+            f"postgresql+psycopg://app:pw@10.0.0.53:5432/app?connect_timeout=5&{ca}",
         ],
         "cache": f"rediss://:cpw@10.0.0.41:6379/0{rediss}",
         "broker": f"rediss://:bpw@10.0.0.41:6380/0{rediss}",
@@ -103,10 +103,10 @@ def test_tls_off_gives_plain_urls():
     assert t["tls"] is False
     assert t["urls"] == {
         "database": "postgresql+psycopg://app:pw@/app?host=10.0.0.51:5432&host=10.0.0.52:5432"
-        "&host=10.0.0.53:5432&target_session_attrs=read-write&connect_timeout=2",
+        "&host=10.0.0.53:5432&target_session_attrs=read-write&connect_timeout=5",
         "replicas": [
-            "postgresql+psycopg://app:pw@10.0.0.52:5432/app?connect_timeout=2",
-            "postgresql+psycopg://app:pw@10.0.0.53:5432/app?connect_timeout=2",
+            "postgresql+psycopg://app:pw@10.0.0.52:5432/app?connect_timeout=5",
+            "postgresql+psycopg://app:pw@10.0.0.53:5432/app?connect_timeout=5",
         ],
         "cache": "redis://:cpw@10.0.0.41:6379/0",
         "broker": "redis://:bpw@10.0.0.41:6380/0",

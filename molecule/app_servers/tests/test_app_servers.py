@@ -151,6 +151,21 @@ def test_unit_is_enabled_and_sandboxed(host, port):
 
 
 @pytest.mark.parametrize("port", PORTS)
+def test_each_instance_has_its_own_control_socket(host, port):
+    """gunicornc reaches this instance (and only it) through its runtime directory, and the
+    master logged no control-socket error since it started (the default path, ~/.gunicorn,
+    is read-only in the sandbox and one for all instances)."""
+    sock = f"/run/{APP}-gunicorn-{port}/gunicorn-{port}.ctl"
+    assert host.socket(f"unix://{sock}").is_listening
+    out = host.run(f"{ROOT}/current/venv/bin/gunicornc -s {sock} -c 'show workers' -j")
+    assert out.rc == 0, out.stdout + out.stderr
+    run = host.run(f"systemctl show -P InvocationID gunicorn@{port}.service").stdout.strip()
+    log = host.run(f"journalctl --no-pager _SYSTEMD_INVOCATION_ID={run}").stdout
+    assert f"Control socket listening at {sock}" in log, log
+    assert "Control server error" not in log, log
+
+
+@pytest.mark.parametrize("port", PORTS)
 def test_systemd_security_exposure_is_below_3(host, port):
     out = host.run(f"systemd-analyze security --no-pager gunicorn@{port}.service")
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out.stdout)
