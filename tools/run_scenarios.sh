@@ -80,13 +80,13 @@ if [ "$failed" -gt 0 ]; then
       /^=+ [0-9]+ (failed|passed|error)/ { summary = $0 }
       /^E       [^ ]/ && ne < 4 { err[ne++] = substr($0, 1, 240) }
       /^TASK \[/ { task = $0 }
-      # the fatal line (host and loop label), then its message from "msg" on: sorted JSON puts
-      # msg near the end of a long line that molecule may have wrapped
-      want && /"msg"/ { fat[nt - 1] = fat[nt - 1] " " substr($0, index($0, "\"msg\""), 300); want = 0 }
+      # the fatal line (host and loop label), then its message from msg on (YAML "msg: ..." or
+      # JSON "\"msg\": ...", which sorted keys put near the end of a long, maybe wrapped line)
+      want && match($0, /"msg": |(^|[ {])msg: /) { fat[nt - 1] = fat[nt - 1] " " substr($0, RSTART, 300); want = 0 }
       /(fatal|failed): \[/ && nt < 2 {
         tasks[nt++] = substr(task, 1, 160); fat[nt - 1] = substr($0, 1, 200)
-        if ($0 ~ /"msg"/ && index($0, "\"msg\"") > 200) fat[nt - 1] = fat[nt - 1] " ... " substr($0, index($0, "\"msg\""), 300)
-        want = ($0 !~ /"msg"/)
+        want = !match($0, /"msg": |(^|[ {])msg: /)
+        if (!want && RSTART > 200) fat[nt - 1] = fat[nt - 1] " ... " substr($0, RSTART, 300)
       }
       END {
         print s ": " (act ? act : "no failed action in the log")
